@@ -1,0 +1,214 @@
+"""The `totem-agent` command, declared in one place. `main(argv, env)` runs in-process."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import sys
+import threading
+from collections.abc import Mapping, Sequence
+from enum import IntEnum
+from typing import Any, NoReturn, TextIO
+
+from totem_agent import DEFAULT_PORT, __version__
+
+
+class ExitStatus(IntEnum):
+    """Exit codes. 0-3 follow the Nagios plugin convention so `status` drops into
+    existing check scripts: ok, degraded (warning), failing (critical), unreachable."""
+
+    OK = 0
+    DEGRADED = 1
+    FAILING = 2
+    UNREACHABLE = 3
+    ERROR = 4          # the agent could not start or run (port in use, ...)
+    USAGE = 64         # EX_USAGE: wrong command line
+    BAD_CONFIG = 78    # EX_CONFIG: the config file or environment has errors
+
+
+DESCRIPTION = f"""\
+totem-agent {__version__}: watches this kiosk (system, peripherals, business
+events) and serves its metrics for Prometheus on http://127.0.0.1:{DEFAULT_PORT}/metrics.
+With no config file it serves this machine's own metrics. docs/config.md lists every
+setting; docs/health.md explains `status`."""
+
+STATUS_EPILOG = """\
+exit codes: 0 ok, 1 degraded (something needs a look), 2 failing (the agent cannot
+do its job), 3 unreachable (the agent is not running or not on that address)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(ExitStatus.USAGE, f"{self.prog}: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="totem-agent", description=DESCRIPTION,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    def add(name: str, help_text: str, epilog: str | None = None) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help_text, description=help_text, epilog=epilog,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    def config_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--config", "-c", metavar="FILE",
+                       help="TOML config file (default: $TOTEM_AGENT_CONFIG, else "
+                            "/etc/totem-agent/config.toml if it exists, else built-in defaults)")
+
+    run = add("run", "Run the agent: collect on schedule and serve /metrics and /health.")
+    config_arg(run)
+    run.add_argument("--listen", metavar="HOST:PORT",
+                     help=f"address to serve on, overriding the config "
+                          f"(default 127.0.0.1:{DEFAULT_PORT}; 0.0.0.0:PORT exposes it)")
+
+    check = add("check-config", "Check a config file and the TOTEM_AGENT_* environment; "
+                "print every problem with its key, or the effective settings.")
+    config_arg(check)
+    check.add_argument("--quiet", "-q", action="store_true", help="print nothing when valid")
+
+    collect = add("collect", "Run the enabled collectors and print their metrics "
+                  "(for trying a collector or a config on the spot).")
+    config_arg(collect)
+    collect.add_argument("--once", action="store_true", required=True,
+                         help="run each collector once, print, exit (required for now)")
+    collect.add_argument("--collector", action="append", metavar="NAME",
+                         help="run only this collector (repeatable)")
+
+    status = add("status", "Ask the running agent how it is and print it for a person.",
+                 epilog=STATUS_EPILOG)
+    config_arg(status)
+    status.add_argument("--url", help="agent address (default: from the config's listen)")
+    status.add_argument("--json", action="store_true", help="print /health's JSON as it is")
+    status.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS",
+                        help="give up after this long (default 5)")
+
+    add("version", "Print the version of totem-agent and of its platform.")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None,
+         stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
+    out, err = stdout or sys.stdout, stderr or sys.stderr
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    env = dict(os.environ if env is None else env)
+    if args.command is None:
+        parser.print_help(out)
+        return ExitStatus.USAGE
+    if args.command == "version":
+        print(f"totem-agent {__version__} (Python {platform.python_version()}, "
+              f"{platform.system()} {platform.release()} {platform.machine()})", file=out)
+        return ExitStatus.OK
+    from totem_agent.config import ConfigError, load_config
+
+    overrides = {"listen": args.listen} if getattr(args, "listen", None) else None
+    try:
+        config = load_config(args.config, env=env, overrides=overrides)
+    except ConfigError as problem:
+        print(f"totem-agent: the configuration has {len(problem.problems)} problem(s):", file=err)
+        for line in problem.problems:
+            print(f"  {line}", file=err)
+        return ExitStatus.BAD_CONFIG
+    if args.command == "check-config":
+        if not args.quiet:
+            print(f"config OK: {config.source}", file=out)
+            print(json.dumps(_effective(config), indent=2, default=str), file=out)
+        return ExitStatus.OK
+    if args.command == "collect":
+        return _collect_once(config, args.collector, out, err)
+    if args.command == "status":
+        from totem_agent.status import show_status
+
+        return show_status(args.url or _url_from_listen(config.agent["listen"]),
+                           as_json=args.json, timeout=args.timeout, out=out, err=err)
+    return _run(config, err)
+
+
+def _effective(config: Any) -> dict[str, Any]:
+    return {
+        "agent": dict(config.agent),
+        "labels": dict(config.labels),
+        "collectors": {c.name: {"enabled": c.enabled, "interval": c.interval,
+                                "timeout": c.timeout, **c.options}
+                       for c in config.collectors.values()},
+        "log": dict(config.log),
+    }
+
+
+def _url_from_listen(listen: str) -> str:
+    from totem_agent.options import parse_listen
+
+    host, port = parse_listen(listen)
+    if host in ("0.0.0.0", "::"):
+        host = "127.0.0.1" if host == "0.0.0.0" else "::1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def _collect_once(config: Any, only: list[str] | None, out: TextIO, err: TextIO) -> int:
+    from prometheus_client.exposition import generate_latest
+
+    from totem_agent.exposition import _Families
+    from totem_agent.runtime import collector_context
+    from totem_agent.scheduler import Scheduler
+
+    wanted = config.enabled_collectors()
+    if only:
+        unknown = sorted(set(only) - set(config.collectors))
+        if unknown:
+            print(f"totem-agent: unknown collector(s): {', '.join(unknown)} "
+                  f"(known: {', '.join(config.collectors)})", file=err)
+            return ExitStatus.USAGE
+        wanted = [config.collectors[name] for name in only]
+    scheduler = Scheduler(wanted, collector_context(config), labels=config.labels)
+    scheduler.run_once()
+    failed = 0
+    families = []
+    for state in scheduler.snapshot():
+        families.extend(state.families)
+        if not state.success:
+            failed += 1
+            print(f"collector {state.name} failed: {state.last_error}", file=err)
+    out.write(generate_latest(_Families(families)).decode())
+    scheduler.stop(wait=0)
+    return ExitStatus.DEGRADED if failed else ExitStatus.OK
+
+
+def _run(config: Any, err: TextIO) -> int:
+    from totem_agent.logs import setup_logging
+    from totem_agent.runtime import Agent
+
+    setup_logging(config.log)
+    agent = Agent(config)
+    try:
+        agent.start()
+    except OSError as error:
+        listen = config.agent["listen"]
+        print(f"totem-agent: cannot serve on {listen}: {error.strerror or error}. "
+              "Is another totem-agent already running? Choose another address with "
+              "--listen or [agent] listen.", file=err)
+        agent.scheduler.stop(wait=0)
+        return ExitStatus.ERROR
+    done = threading.Event()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        done.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    while not done.wait(1.0):
+        pass
+    agent.stop()
+    return ExitStatus.OK
+
+
+def entry_point() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry_point()

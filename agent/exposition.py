@@ -1,0 +1,126 @@
+"""GET /metrics: the last completed cycle, rendered once and served from a cache.
+
+A scrape never runs a collector. The body is rendered when something changed
+since the last render (a collector finished) and kept per format and encoding,
+so a burst of scrapes costs a dictionary lookup and a socket write.
+Content negotiation (OpenMetrics vs text 0.0.4) and gzip follow prometheus_client.
+"""
+
+from __future__ import annotations
+
+import gzip
+import itertools
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+
+from prometheus_client import ProcessCollector
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics_core import Metric
+
+from totem_agent import __version__
+from totem_agent.scheduler import FAILURE_REASONS, Scheduler, add_labels
+
+
+class _Families:
+    """Adapter: prometheus_client's encoders only need an object with collect()."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self._families = families
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self._families)
+
+
+class SelfMetrics:
+    """totem_agent_* about the agent and its collectors, plus process_*."""
+
+    def __init__(self, scheduler: Scheduler, labels: Mapping[str, str],
+                 extra: Iterable[Callable[[], Iterable[Metric]]] = ()) -> None:
+        self.scheduler = scheduler
+        self.labels = dict(labels)
+        self.started = time.time()
+        self.extra = list(extra)
+        # registry=None: we render these families ourselves, nothing global.
+        self._process = ProcessCollector(registry=None)
+
+    def collect(self) -> list[Metric]:
+        success = GaugeMetricFamily("totem_agent_collector_success",
+                                    "1 if the collector's last run succeeded (or had nothing "
+                                    "to watch), 0 if it failed or missed its deadline.",
+                                    labels=["collector"])
+        duration = GaugeMetricFamily("totem_agent_collector_duration_seconds",
+                                     "Wall time of the collector's last run.",
+                                     labels=["collector"])
+        failures = CounterMetricFamily("totem_agent_collector_failures",
+                                       "Collector runs that failed, by reason: error (raised), "
+                                       "timeout (missed its deadline), skipped (previous run "
+                                       "still stuck).", labels=["collector", "reason"])
+        last_ok = GaugeMetricFamily("totem_agent_collector_last_success_timestamp_seconds",
+                                    "Unix time of the collector's last successful run.",
+                                    labels=["collector"])
+        for state in self.scheduler.snapshot():
+            if state.outcome == "pending":
+                continue
+            success.add_metric([state.name], 1.0 if state.success else 0.0)
+            duration.add_metric([state.name], state.duration)
+            for reason in FAILURE_REASONS:
+                failures.add_metric([state.name, reason], float(state.failures[reason]))
+            if state.last_success_at is not None:
+                last_ok.add_metric([state.name], state.last_success_at)
+        build = InfoMetricFamily("totem_agent_build", "Version of the running agent.",
+                                 value={"version": __version__,
+                                        "python_version": sys.version.split()[0]})
+        start = GaugeMetricFamily("totem_agent_start_time_seconds",
+                                  "Unix time the agent started.", value=self.started)
+        families: list[Metric] = [success, duration, failures, last_ok, build, start]
+        for source in self.extra:
+            families.extend(source())
+        families.extend(self._process.collect())
+        return add_labels(families, self.labels)
+
+
+class Exposition:
+    def __init__(self, scheduler: Scheduler, self_metrics: SelfMetrics) -> None:
+        self.scheduler = scheduler
+        self.self_metrics = self_metrics
+        self._lock = threading.Lock()
+        # A lock-free counter: invalidate() runs under the scheduler's lock, and
+        # render() takes the scheduler's lock under ours; a shared lock would deadlock.
+        self._counter = itertools.count(1)
+        self._generation = 0
+        self._cache: dict[tuple[str, bool], bytes] = {}
+        self._cache_generation = -1
+
+    def invalidate(self) -> None:
+        """Called whenever a collector finishes: the next scrape renders anew."""
+        self._generation = next(self._counter)
+
+    def families(self) -> list[Metric]:
+        out: list[Metric] = []
+        for state in self.scheduler.snapshot():
+            out.extend(state.families)
+        out.extend(self.self_metrics.collect())
+        return out
+
+    def render(self, accept: str | None, accept_encoding: str | None) -> tuple[bytes, str, bool]:
+        """(body, content type, gzipped) for a scrape with these request headers."""
+        encoder, content_type = choose_encoder(accept or "")
+        use_gzip = "gzip" in (accept_encoding or "")
+        key = (content_type, use_gzip)
+        with self._lock:
+            if self._cache_generation != self._generation:
+                self._cache.clear()
+                self._cache_generation = self._generation
+            body = self._cache.get(key)
+            if body is None:
+                plain_key = (content_type, False)
+                plain = self._cache.get(plain_key)
+                if plain is None:
+                    plain = encoder(_Families(self.families()))
+                    self._cache[plain_key] = plain
+                body = gzip.compress(plain, compresslevel=6, mtime=0) if use_gzip else plain
+                self._cache[key] = body
+        return body, content_type, use_gzip

@@ -1,0 +1,188 @@
+"""Typed config options: how one key is declared, parsed and explained.
+
+Collectors declare their own keys with `Option`, so this module imports nothing
+of the package: a collector can use it without pulling in the agent.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|kb|mb|gb|kib|mib|gib)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {
+    None: 1, "b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3,
+    "kib": 1024, "mib": 1024**2, "gib": 1024**3,
+}
+_TRUE = {"true", "yes", "on", "1"}
+_FALSE = {"false", "no", "off", "0"}
+
+
+class OptionError(ValueError):
+    """A value does not fit its option; the message is for a store technician."""
+
+
+@dataclass(frozen=True)
+class Option:
+    """One config key: its kind, default and a line of help for docs/config.md.
+
+    kind is one of: str, int, float, bool, duration (seconds; "15s", "2m", 500ms),
+    size (bytes; "10MB", "512KiB"), str_list, choice, listen (HOST:PORT).
+    `check` may reject a parsed value by raising OptionError.
+    """
+
+    kind: str
+    default: Any
+    help: str
+    choices: tuple[str, ...] = ()
+    minimum: float | None = None
+    check: Callable[[Any], None] | None = field(default=None, compare=False)
+
+    def parse(self, raw: Any, *, from_text: bool = False) -> Any:
+        """Turn a TOML value (or, with from_text, an environment string) into the
+        option's Python value, or raise OptionError saying what was expected."""
+        value = _PARSERS[self.kind](self, raw, from_text)
+        if self.minimum is not None and isinstance(value, (int, float)) and value < self.minimum:
+            raise OptionError(f"must be at least {self.minimum:g}, got {value:g}")
+        if self.check is not None:
+            self.check(value)
+        return value
+
+
+def _describe(raw: Any) -> str:
+    return f"{raw!r} ({type(raw).__name__})"
+
+
+def _parse_str(opt: Option, raw: Any, from_text: bool) -> str:
+    if not isinstance(raw, str):
+        raise OptionError(f"expected a string, got {_describe(raw)}")
+    return raw
+
+
+def _parse_int(opt: Option, raw: Any, from_text: bool) -> int:
+    if from_text and isinstance(raw, str):
+        try:
+            return int(raw.strip())
+        except ValueError:
+            raise OptionError(f"expected a whole number, got {raw!r}") from None
+    if isinstance(raw, bool) or not isinstance(raw, int):
+        raise OptionError(f"expected a whole number, got {_describe(raw)}")
+    return raw
+
+
+def _parse_float(opt: Option, raw: Any, from_text: bool) -> float:
+    if from_text and isinstance(raw, str):
+        try:
+            return float(raw.strip())
+        except ValueError:
+            raise OptionError(f"expected a number, got {raw!r}") from None
+    if isinstance(raw, bool) or not isinstance(raw, (int, float)):
+        raise OptionError(f"expected a number, got {_describe(raw)}")
+    return float(raw)
+
+
+def _parse_bool(opt: Option, raw: Any, from_text: bool) -> bool:
+    if from_text and isinstance(raw, str):
+        lowered = raw.strip().lower()
+        if lowered in _TRUE:
+            return True
+        if lowered in _FALSE:
+            return False
+        raise OptionError(f"expected true or false, got {raw!r}")
+    if not isinstance(raw, bool):
+        raise OptionError(f"expected true or false, got {_describe(raw)}")
+    return raw
+
+
+def parse_duration(raw: Any) -> float:
+    """Seconds from 15, 2.5, "15s", "500ms", "2m", "1h" or "7d"."""
+    if isinstance(raw, bool):
+        raise OptionError(f"expected a duration such as 15s or 2m, got {_describe(raw)}")
+    if isinstance(raw, (int, float)):
+        return float(raw)
+    if isinstance(raw, str):
+        match = _DURATION_RE.match(raw)
+        if match:
+            return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    raise OptionError(f"expected a duration such as 15s, 500ms or 2m, got {_describe(raw)}")
+
+
+def parse_size(raw: Any) -> int:
+    """Bytes from 1048576, "10MB", "512KiB"."""
+    if isinstance(raw, bool):
+        raise OptionError(f"expected a size such as 10MB, got {_describe(raw)}")
+    if isinstance(raw, int):
+        return raw
+    if isinstance(raw, str):
+        match = _SIZE_RE.match(raw)
+        if match:
+            unit = match.group(2).lower() if match.group(2) else None
+            return int(float(match.group(1)) * _SIZE_UNITS[unit])
+    raise OptionError(f"expected a size such as 10MB or 512KiB, got {_describe(raw)}")
+
+
+def _parse_duration(opt: Option, raw: Any, from_text: bool) -> float:
+    value = parse_duration(raw)
+    if value < 0:
+        raise OptionError(f"must not be negative, got {raw!r}")
+    return value
+
+
+def _parse_size(opt: Option, raw: Any, from_text: bool) -> int:
+    return parse_size(raw)
+
+
+def _parse_str_list(opt: Option, raw: Any, from_text: bool) -> tuple[str, ...]:
+    if from_text and isinstance(raw, str):
+        return tuple(part.strip() for part in raw.split(",") if part.strip())
+    if not isinstance(raw, list) or not all(isinstance(item, str) for item in raw):
+        raise OptionError(f"expected a list of strings, got {_describe(raw)}")
+    return tuple(raw)
+
+
+def _parse_choice(opt: Option, raw: Any, from_text: bool) -> str:
+    if not isinstance(raw, str) or raw.lower() not in opt.choices:
+        raise OptionError(f"expected one of {', '.join(opt.choices)}, got {raw!r}")
+    return raw.lower()
+
+
+def parse_listen(raw: Any) -> tuple[str, int]:
+    """("127.0.0.1", 10084) from "127.0.0.1:10084"; "[::1]:10084" for IPv6."""
+    if not isinstance(raw, str):
+        raise OptionError(f"expected HOST:PORT such as 127.0.0.1:10084, got {_describe(raw)}")
+    host, sep, port_text = raw.strip().rpartition(":")
+    if not sep or not port_text.isdigit():
+        raise OptionError(f"expected HOST:PORT such as 127.0.0.1:10084, got {raw!r}")
+    port = int(port_text)
+    if not 0 <= port <= 65535:
+        raise OptionError(f"port must be between 0 and 65535, got {port}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not host:
+        raise OptionError(
+            f"{raw!r} has no host: write 127.0.0.1:{port} for this kiosk only, "
+            f"or 0.0.0.0:{port} to expose it to the network"
+        )
+    return host, port
+
+
+def _parse_listen(opt: Option, raw: Any, from_text: bool) -> str:
+    host, port = parse_listen(raw)
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+_PARSERS: dict[str, Callable[[Option, Any, bool], Any]] = {
+    "str": _parse_str,
+    "int": _parse_int,
+    "float": _parse_float,
+    "bool": _parse_bool,
+    "duration": _parse_duration,
+    "size": _parse_size,
+    "str_list": _parse_str_list,
+    "choice": _parse_choice,
+    "listen": _parse_listen,
+}

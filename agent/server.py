@@ -1,0 +1,150 @@
+"""The agent's one HTTP server: GET /metrics, GET /health, GET /.
+
+Routes are a table so later rooms (events API, status page) add theirs without
+touching the request plumbing. HTTP/1.1 keep-alive, because Prometheus reuses
+its connection between scrapes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from totem_agent import __version__
+from totem_agent.exposition import Exposition
+from totem_agent.health import FAILING, HealthModel
+
+log = logging.getLogger("totem_agent.server")
+
+
+@dataclass
+class Response:
+    status: int
+    body: bytes
+    content_type: str
+    headers: dict[str, str] | None = None
+
+
+Handler = Callable[["RequestHandler"], Response]
+
+
+def json_response(status: int, payload: Any) -> Response:
+    body = json.dumps(payload, indent=2, ensure_ascii=False).encode() + b"\n"
+    return Response(status, body, "application/json; charset=utf-8")
+
+
+class AgentHTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    # Fail loudly when another process already holds the port, rather than sharing it.
+    allow_reuse_address = False
+
+    def __init__(self, address: tuple[str, int], routes: dict[tuple[str, str], Handler]) -> None:
+        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        self.routes = routes
+        super().__init__(address, RequestHandler)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        host = host.decode() if isinstance(host, bytes) else str(host)
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{port}"
+
+
+class RequestHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = f"totem-agent/{__version__}"
+    server: AgentHTTPServer
+
+    def _dispatch(self, method: str) -> None:
+        path = self.path.split("?", 1)[0]
+        handler = self.server.routes.get((method, path))
+        if handler is None:
+            allowed = [m for (m, p) in self.server.routes if p == path]
+            if allowed:
+                response = json_response(HTTPStatus.METHOD_NOT_ALLOWED,
+                                         {"error": f"{method} is not allowed on {path}"})
+                response.headers = {"Allow": ", ".join(allowed)}
+            else:
+                response = json_response(HTTPStatus.NOT_FOUND, {"error": f"no such page: {path}"})
+        else:
+            try:
+                response = handler(self)
+            except Exception:
+                log.exception("request failed", extra={"path": path, "method": method})
+                response = json_response(HTTPStatus.INTERNAL_SERVER_ERROR,
+                                         {"error": "internal error, see the agent's log"})
+        self._send(response, head_only=method == "HEAD")
+
+    def _send(self, response: Response, head_only: bool = False) -> None:
+        self.send_response(response.status)
+        self.send_header("Content-Type", response.content_type)
+        self.send_header("Content-Length", str(len(response.body)))
+        for name, value in (response.headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        if not head_only:
+            self.wfile.write(response.body)
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_HEAD(self) -> None:
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    def do_PUT(self) -> None:
+        self._dispatch("PUT")
+
+    def do_DELETE(self) -> None:
+        self._dispatch("DELETE")
+
+    def log_message(self, format: str, *args: Any) -> None:
+        # Access logs at debug: a scrape every 15 s is not news.
+        log.debug("http %s", format % args, extra={"client": self.client_address[0]})
+
+
+def metrics_handler(exposition: Exposition) -> Handler:
+    def handle(request: RequestHandler) -> Response:
+        body, content_type, gzipped = exposition.render(
+            request.headers.get("Accept"), request.headers.get("Accept-Encoding"))
+        headers = {"Content-Encoding": "gzip"} if gzipped else None
+        return Response(HTTPStatus.OK, body, content_type, headers)
+    return handle
+
+
+def health_handler(model: HealthModel) -> Handler:
+    def handle(request: RequestHandler) -> Response:
+        report = model.report()
+        status = HTTPStatus.SERVICE_UNAVAILABLE if report["status"] == FAILING else HTTPStatus.OK
+        return json_response(status, report)
+    return handle
+
+
+_INDEX = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>totem-agent</title></head>
+<body><h1>totem-agent {version}</h1>
+<ul><li><a href="/metrics">/metrics</a>: metrics for Prometheus</li>
+<li><a href="/health">/health</a>: health, as JSON</li></ul></body></html>
+"""
+
+
+def index_handler(request: RequestHandler) -> Response:
+    return Response(HTTPStatus.OK, _INDEX.format(version=__version__).encode(),
+                    "text/html; charset=utf-8")
+
+
+def build_routes(exposition: Exposition, model: HealthModel) -> dict[tuple[str, str], Handler]:
+    return {
+        ("GET", "/metrics"): metrics_handler(exposition),
+        ("GET", "/health"): health_handler(model),
+        ("GET", "/"): index_handler,
+    }

@@ -1,0 +1,1 @@
+"""The SQLite store-and-forward log (built by the store-and-forward issue)."""

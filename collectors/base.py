@@ -1,0 +1,84 @@
+"""The collector contract: what every collector module declares and returns.
+
+A collector turns one source into metric families and knows nothing of the
+scheduler, HTTP, buffers or outputs. It declares its name, whether it is on by
+default, the platforms it runs on and its own config keys up front, where a
+reader sees them first (node_exporter's registerCollector habit).
+
+Three outcomes, not two: `collect()` returns families (success), raises any
+exception (failure, counted and reported by the scheduler), or raises
+`NoDataError` when there is nothing to watch on this machine (absent is not
+down: no conntrack module, no hwmon chips).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from prometheus_client.metrics_core import Metric
+
+from totem_agent.options import Option
+
+
+class NoDataError(Exception):
+    """Nothing to watch here (the file or device does not exist by design)."""
+
+
+@dataclass(frozen=True)
+class HostPaths:
+    """Where the host's /proc, /sys and / are (node_exporter's --path.* flags).
+
+    Injected, never global, so a test points a collector at a fixture tree.
+    """
+
+    procfs: Path = Path("/proc")
+    sysfs: Path = Path("/sys")
+    rootfs: Path = Path("/")
+
+    def proc(self, *parts: str) -> Path:
+        return self.procfs.joinpath(*parts)
+
+    def sys(self, *parts: str) -> Path:
+        return self.sysfs.joinpath(*parts)
+
+    def root(self, *parts: str) -> Path:
+        return self.rootfs.joinpath(*parts)
+
+
+@dataclass(frozen=True)
+class CollectorContext:
+    """What a collector may touch, handed in by whoever builds it."""
+
+    paths: HostPaths = field(default_factory=HostPaths)
+
+
+class Collector(abc.ABC):
+    """Base class of every collector. Subclasses set the class attributes."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    default_enabled: ClassVar[bool] = True
+    # sys.platform values this collector runs on ("linux", "win32").
+    platforms: ClassVar[frozenset[str]] = frozenset({"linux"})
+    # The collector's own keys under [collectors.NAME], besides enabled/interval/timeout.
+    options: ClassVar[Mapping[str, Option]] = {}
+
+    def __init__(self, context: CollectorContext, settings: Mapping[str, Any]) -> None:
+        self.context = context
+        self.settings = settings
+
+    @abc.abstractmethod
+    def collect(self) -> Iterable[Metric]:
+        """Read the source once and return its metric families."""
+
+
+def read_text(path: Path) -> str:
+    """Read a small /proc or /sys file; a missing file is NoDataError."""
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        raise NoDataError(f"{path} does not exist") from None
