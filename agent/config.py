@@ -60,8 +60,9 @@ AGENT_OPTIONS: dict[str, Option] = {
                         "/var/lib/totem-agent as root, ~/.local/state/totem-agent otherwise, "
                         r"%PROGRAMDATA%\totem-agent on Windows."),
     "interval": Option("duration", 15.0, "How often each collector runs.", minimum=0.1),
-    "collector_timeout": Option("duration", 10.0, "Deadline of one collector run; a collector "
-                                "past it is reported failed and never stalls the others.",
+    "collector_timeout": Option("duration", None, "Deadline of one collector run; a collector "
+                                "past it is reported failed and never stalls the others. "
+                                "Default: 10s, or the interval if that is shorter.",
                                 minimum=0.01),
     "procfs": Option("str", "/proc", "Where the host's /proc is mounted (node_exporter's "
                      "--path.procfs)."),
@@ -222,7 +223,9 @@ def load_config(path: str | os.PathLike[str] | None = None,
         agent["instance"] = socket.gethostname()
     if agent["state_dir"] is None:
         agent["state_dir"] = default_state_dir(platform)
-    if agent["collector_timeout"] > agent["interval"]:
+    if agent["collector_timeout"] is None:
+        agent["collector_timeout"] = min(10.0, agent["interval"])
+    elif agent["collector_timeout"] > agent["interval"]:
         loader.problem(source, "agent.collector_timeout",
                        f"{agent['collector_timeout']:g}s is longer than agent.interval "
                        f"({agent['interval']:g}s)")

@@ -1,0 +1,167 @@
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+import pytest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+
+from totem_agent.collectors.base import Collector, CollectorContext, NoDataError
+from totem_agent.config import CollectorSettings
+from totem_agent.health import FAILING, NOT_APPLICABLE, OK, roll_up
+from totem_agent.scheduler import Scheduler
+from tests.support import wait_until
+
+
+class Fine(Collector):
+    name = "fine"
+    description = "always works"
+
+    def collect(self) -> Iterable[Metric]:
+        return [GaugeMetricFamily("test_value", "A value.", value=1.0)]
+
+
+class Broken(Collector):
+    name = "broken"
+    description = "always raises"
+    fail = True
+
+    def collect(self) -> Iterable[Metric]:
+        if Broken.fail:
+            raise ValueError("cannot read /proc/nothing: bad line 3")
+        return [GaugeMetricFamily("test_recovered", "Back.", value=1.0)]
+
+
+class Absent(Collector):
+    name = "absent"
+    description = "nothing to watch"
+
+    def collect(self) -> Iterable[Metric]:
+        raise NoDataError("no such device")
+
+
+class Hung(Collector):
+    name = "hung"
+    description = "never returns until released"
+    release = threading.Event()
+
+    def collect(self) -> Iterable[Metric]:
+        Hung.release.wait(30)
+        return [GaugeMetricFamily("test_late", "Late.", value=1.0)]
+
+
+class CannotStart(Collector):
+    name = "cannot_start"
+    description = "raises in its constructor"
+
+    def __init__(self, context: CollectorContext, settings: Mapping[str, Any]) -> None:
+        raise RuntimeError("driver missing")
+
+    def collect(self) -> Iterable[Metric]:  # pragma: no cover - never built
+        return []
+
+
+def settings(cls: type[Collector], interval: float = 60.0, timeout: float = 5.0) -> \
+        CollectorSettings:
+    return CollectorSettings(cls.name, cls, True, interval, timeout, {})
+
+
+@pytest.fixture
+def hung_release() -> Iterator[threading.Event]:
+    Hung.release.clear()
+    yield Hung.release
+    Hung.release.set()  # let the daemon thread finish
+
+
+def test_run_once_records_each_outcome(hung_release: threading.Event) -> None:
+    scheduler = Scheduler([settings(Fine), settings(Broken), settings(Absent),
+                           settings(Hung, timeout=0.2), settings(CannotStart)],
+                          CollectorContext())
+    scheduler.run_once()
+    states = {s.name: s for s in scheduler.snapshot()}
+    assert states["fine"].outcome == "ok" and states["fine"].success
+    assert [f.name for f in states["fine"].families] == ["test_value"]
+    assert states["broken"].outcome == "error" and not states["broken"].success
+    assert states["broken"].last_error == "cannot read /proc/nothing: bad line 3"
+    assert states["absent"].outcome == "no_data" and states["absent"].success
+    assert states["hung"].outcome == "timeout" and states["hung"].failures["timeout"] == 1
+    assert "0.2s deadline" in (states["hung"].last_error or "")
+    assert states["cannot_start"].outcome == "error"
+    assert "could not start: RuntimeError: driver missing" in (
+        states["cannot_start"].last_error or "")
+    scheduler.stop(wait=0)
+
+
+def test_health_checks_from_outcomes(hung_release: threading.Event) -> None:
+    scheduler = Scheduler([settings(Fine), settings(Broken), settings(Absent)], CollectorContext())
+    scheduler.run_once()
+    checks = {c.name: c for c in scheduler.health_checks()}
+    assert checks["collector:fine"].status == OK
+    assert checks["collector:broken"].status == FAILING
+    assert checks["collector:broken"].message == "cannot read /proc/nothing: bad line 3"
+    assert checks["collector:absent"].status == NOT_APPLICABLE
+    assert checks["collectors"].status == OK
+    assert roll_up(checks.values()) == "degraded"
+
+
+def test_everything_failing_is_critical() -> None:
+    scheduler = Scheduler([settings(Broken), settings(CannotStart)], CollectorContext())
+    scheduler.run_once()
+    checks = {c.name: c for c in scheduler.health_checks()}
+    assert checks["collectors"].status == FAILING and checks["collectors"].critical
+    assert roll_up(checks.values()) == "failing"
+
+
+def test_constant_labels_are_added_to_every_sample() -> None:
+    scheduler = Scheduler([settings(Fine)], CollectorContext(), labels={"store": "s1"})
+    scheduler.run_once()
+    (family,) = scheduler.snapshot()[0].families
+    assert family.samples[0].labels == {"store": "s1"}
+
+
+def test_failures_logged_once_per_change(caplog: pytest.LogCaptureFixture) -> None:
+    Broken.fail = True
+    try:
+        scheduler = Scheduler([settings(Broken, interval=0.05)], CollectorContext())
+        with caplog.at_level(logging.INFO, logger="totem_agent.scheduler"):
+            scheduler.start()
+            wait_until(lambda: scheduler.snapshot()[0].failures["error"] >= 5,
+                       message="five failed runs")
+            Broken.fail = False
+            wait_until(lambda: scheduler.snapshot()[0].outcome == "ok", message="recovery")
+            scheduler.stop()
+    finally:
+        Broken.fail = True
+    messages = [r.getMessage() for r in caplog.records if r.name == "totem_agent.scheduler"]
+    assert sum(m.startswith("collector failed") for m in messages) == 1, messages
+    assert messages.count("collector recovered") == 1, messages
+    failed = next(r for r in caplog.records if r.getMessage().startswith("collector failed"))
+    assert failed.collector == "broken"  # type: ignore[attr-defined]
+
+
+def test_stuck_collector_is_skipped_not_piled_up(hung_release: threading.Event) -> None:
+    scheduler = Scheduler([settings(Hung, interval=0.05, timeout=0.05), settings(Fine, 0.05)],
+                          CollectorContext())
+    scheduler.start()
+    hung = wait_until(lambda: next(s for s in scheduler.snapshot() if s.name == "hung")
+                      .failures["skipped"] >= 3 and scheduler.snapshot(), message="skips")
+    state = next(s for s in hung if s.name == "hung")
+    assert state.failures["timeout"] == 1  # one run started, the rest skipped
+    assert state.outcome == "timeout"  # skips while stuck do not flap the outcome
+    fine = next(s for s in scheduler.snapshot() if s.name == "fine")
+    assert fine.outcome == "ok" and fine.runs >= 3
+    hung_release.set()
+    scheduler.stop()
+
+
+def test_late_result_is_discarded(hung_release: threading.Event) -> None:
+    scheduler = Scheduler([settings(Hung, timeout=0.05)], CollectorContext())
+    scheduler.run_once()
+    hung_release.set()
+    state = scheduler.snapshot()[0]
+    wait_until(lambda: state.running is None, message="the late run to end")
+    assert state.outcome == "timeout" and state.families == []
+    scheduler.stop()
