@@ -9,11 +9,11 @@ import pytest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
+from tests.support import wait_until
 from totem_agent.collectors.base import Collector, CollectorContext, NoDataError
 from totem_agent.config import CollectorSettings
 from totem_agent.health import FAILING, NOT_APPLICABLE, OK, roll_up
 from totem_agent.scheduler import Scheduler
-from tests.support import wait_until
 
 
 class Fine(Collector):

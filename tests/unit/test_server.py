@@ -15,6 +15,7 @@ from prometheus_client.core import CounterMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.support import free_port
 from totem_agent.cli import ExitStatus
 from totem_agent.collectors.base import Collector, CollectorContext
 from totem_agent.config import CollectorSettings
@@ -23,7 +24,6 @@ from totem_agent.health import HealthModel
 from totem_agent.scheduler import Scheduler
 from totem_agent.server import AgentHTTPServer, build_routes
 from totem_agent.status import format_report, show_status
-from tests.support import free_port
 
 
 class Ticks(Collector):
