@@ -48,7 +48,7 @@ class Server:
         self.health.add_source(self.scheduler)
         self.scheduler.run_once()
         self.httpd = AgentHTTPServer(("127.0.0.1", 0), build_routes(self.exposition, self.health))
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
         self.thread.start()
         self.url = self.httpd.url
 
