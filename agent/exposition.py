@@ -58,6 +58,9 @@ class SelfMetrics:
                                        "Collector runs that failed, by reason: error (raised), "
                                        "timeout (missed its deadline), skipped (previous run "
                                        "still stuck).", labels=["collector", "reason"])
+        runs = CounterMetricFamily("totem_agent_collector_runs",
+                                   "Collector runs that completed (successfully or not) before "
+                                   "their deadline.", labels=["collector"])
         last_ok = GaugeMetricFamily("totem_agent_collector_last_success_timestamp_seconds",
                                     "Unix time of the collector's last successful run.",
                                     labels=["collector"])
@@ -66,6 +69,7 @@ class SelfMetrics:
                 continue
             success.add_metric([state.name], 1.0 if state.success else 0.0)
             duration.add_metric([state.name], state.duration)
+            runs.add_metric([state.name], float(state.runs))
             for reason in FAILURE_REASONS:
                 failures.add_metric([state.name, reason], float(state.failures[reason]))
             if state.last_success_at is not None:
@@ -75,7 +79,7 @@ class SelfMetrics:
                                         "python_version": sys.version.split()[0]})
         start = GaugeMetricFamily("totem_agent_start_time_seconds",
                                   "Unix time the agent started.", value=self.started)
-        families: list[Metric] = [success, duration, failures, last_ok, build, start]
+        families: list[Metric] = [success, duration, runs, failures, last_ok, build, start]
         for source in self.extra:
             families.extend(source())
         families.extend(self._process.collect())
