@@ -61,6 +61,9 @@ class RequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = f"totem-agent/{__version__}"
     server: AgentHTTPServer
+    # Idle keep-alive connections are closed after this long, so clients that go
+    # away without closing cannot pile up threads.
+    timeout = 60
 
     def _dispatch(self, method: str) -> None:
         path = self.path.split("?", 1)[0]
