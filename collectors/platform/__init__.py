@@ -9,10 +9,22 @@ themselves; the Windows module imports its Windows-only pieces lazily.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from totem_agent.collectors.base import HostPaths
-from totem_agent.collectors.platform.types import CpuTimes, LoadAverage
+from totem_agent.collectors.platform.types import (
+    ClockSource,
+    CpuTimes,
+    DiskStats,
+    FilesystemUsage,
+    KernelStats,
+    LoadAverage,
+    MemoryInfo,
+    Mount,
+    NetDevStats,
+    UnameInfo,
+)
 
 
 class SystemSource(Protocol):
@@ -21,6 +33,33 @@ class SystemSource(Protocol):
     def load_average(self) -> LoadAverage: ...
 
     def cpu_times(self) -> list[CpuTimes]: ...
+
+    def kernel_stats(self) -> KernelStats: ...
+
+    def memory_info(self) -> MemoryInfo: ...
+
+    def clock_sources(self) -> list[ClockSource]:
+        """Kernel clocksource devices; empty where the platform has none to show."""
+        ...
+
+    def uname(self) -> UnameInfo: ...
+
+    def mounts(self) -> list[Mount]:
+        """The mount table, every entry, unfiltered."""
+        ...
+
+    def filesystem_usage(self, mounts: Sequence[Mount], timeout: float) -> list[FilesystemUsage]:
+        """Space and inodes per mount; a mount that does not answer within
+        `timeout` seconds comes back with an error and is skipped until it does."""
+        ...
+
+    def disk_stats(self, exclude: Callable[[str], bool]) -> list[DiskStats]:
+        """I/O counters per block device, leaving out the names `exclude` accepts."""
+        ...
+
+    def net_dev_stats(self, exclude: Callable[[str], bool]) -> list[NetDevStats]:
+        """Traffic counters per interface, leaving out the names `exclude` accepts."""
+        ...
 
 
 def system_source(paths: HostPaths, platform: str = sys.platform) -> SystemSource:
