@@ -12,10 +12,60 @@ from totem_agent.collectors.base import Collector
 
 def builtin_collectors() -> dict[str, type[Collector]]:
     """Every built-in collector class by name, in a stable order."""
-    from totem_agent.collectors import loadavg
+    from totem_agent.collectors import (
+        arp,
+        conntrack,
+        cpu,
+        diskstats,
+        entropy,
+        filefd,
+        filesystem,
+        hwmon,
+        loadavg,
+        meminfo,
+        netclass,
+        netdev,
+        netstat,
+        os_release,
+        pressure,
+        sockstat,
+        softnet,
+        stat,
+        textfile,
+        time,
+        timex,
+        udp_queues,
+        uname,
+        vmstat,
+    )
 
     classes: list[type[Collector]] = [
         loadavg.LoadavgCollector,
+        cpu.CpuCollector,
+        meminfo.MeminfoCollector,
+        stat.StatCollector,
+        time.TimeCollector,
+        uname.UnameCollector,
+        os_release.OsCollector,
+        filesystem.FilesystemCollector,
+        diskstats.DiskstatsCollector,
+        netdev.NetdevCollector,
+        # Linux-only network state from /sys/class/net and /proc/net.
+        netclass.NetclassCollector,
+        arp.ArpCollector,
+        softnet.SoftnetCollector,
+        # Linux-only /proc and /sys parsers the "Node Exporter Full" dashboard reads.
+        pressure.PressureCollector,
+        timex.TimexCollector,
+        hwmon.HwmonCollector,
+        netstat.NetstatCollector,
+        sockstat.SockstatCollector,
+        vmstat.VmstatCollector,
+        filefd.FilefdCollector,
+        entropy.EntropyCollector,
+        conntrack.ConntrackCollector,
+        udp_queues.UdpQueuesCollector,
+        textfile.TextfileCollector,
     ]
     return {cls.name: cls for cls in classes}
 

@@ -39,7 +39,8 @@ def _default(option: Option) -> str:
     if isinstance(value, bool):
         return f"`{str(value).lower()}`"
     if isinstance(value, str):
-        return f'`"{value}"`'
+        # A regex default holds "|", which would split the table cell even in backticks.
+        return f'`"{value}"`'.replace("|", "\\|")
     return f"`{value}`"
 
 

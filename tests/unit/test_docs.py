@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from totem_agent.collectors import builtin_collectors, runs_here
 from tests.unit.test_registry import collect_live
+from totem_agent.collectors import builtin_collectors, runs_here
 
 ROOT = Path(__file__).resolve().parents[2]
 

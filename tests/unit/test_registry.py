@@ -60,6 +60,6 @@ def test_live_families_are_well_formed_and_unique() -> None:
             assert family.name not in owner, \
                 f"{family.name} exported by both {owner[family.name]} and {name}"
             owner[family.name] = name
-            keys = [tuple(sorted(s.labels.items())) + (("__name__", s.name),)
+            keys = [(*tuple(sorted(s.labels.items())), ("__name__", s.name))
                     for s in family.samples]
             assert len(keys) == len(set(keys)), f"{family.name} has duplicate series"
