@@ -46,9 +46,10 @@ log = logging.getLogger("totem_agent.collectors")
 def parse_loadavg(text: str) -> LoadAverage:
     """Parse /proc/loadavg: "0.21 0.06 0.02 4/88 1755"."""
     parts = text.split()
-    if len(parts) < 3:
-        raise ValueError(f"unexpected /proc/loadavg content: {text[:60]!r}")
-    return LoadAverage(float(parts[0]), float(parts[1]), float(parts[2]))
+    try:
+        return LoadAverage(float(parts[0]), float(parts[1]), float(parts[2]))
+    except (IndexError, ValueError):
+        raise ValueError(f"expected three load averages, got {text[:60]!r}") from None
 
 
 class LinuxSource:
@@ -58,7 +59,7 @@ class LinuxSource:
         self._statvfs = statvfs  # injectable: tests hang it on purpose
 
     def load_average(self) -> LoadAverage:
-        return parse_loadavg(self.paths.proc("loadavg").read_text())
+        return _parse_file(self.paths.proc("loadavg"), parse_loadavg)
 
     def cpu_times(self) -> list[CpuTimes]:
         return _parse_file(self.paths.proc("stat"), parse_proc_stat)[0]
