@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import collect, samples
 from totem_agent.collectors.base import HostPaths
 from totem_agent.collectors.loadavg import LoadavgCollector
 from totem_agent.collectors.platform._linux import parse_loadavg
-from tests.support import collect, samples
 
 
 def test_parse_loadavg() -> None:
