@@ -154,7 +154,7 @@ def _collect_once(config: Any, only: list[str] | None, out: TextIO, err: TextIO)
 
     from totem_agent.exposition import _Families
     from totem_agent.runtime import collector_context
-    from totem_agent.scheduler import Scheduler
+    from totem_agent.scheduler import Scheduler, nothing_to_watch
 
     wanted = config.enabled_collectors()
     if only:
@@ -173,6 +173,8 @@ def _collect_once(config: Any, only: list[str] | None, out: TextIO, err: TextIO)
         if not state.success:
             failed += 1
             print(f"collector {state.name} failed: {state.last_error}", file=err)
+        elif state.outcome == "no_data":
+            print(f"collector {state.name}: {nothing_to_watch(state)}", file=err)
     out.write(generate_latest(_Families(families)).decode())
     scheduler.stop(wait=0)
     return ExitStatus.DEGRADED if failed else ExitStatus.OK

@@ -50,6 +50,7 @@ class CollectorState:
     since: float | None = None           # wall time the outcome last changed
     duration: float = 0.0
     last_error: str | None = None
+    no_data_reason: str = ""             # why there is nothing to watch, for people
     last_error_at: float | None = None
     last_success_at: float | None = None
     failures: Counter[str] = field(default_factory=Counter)
@@ -212,6 +213,7 @@ class Scheduler:
                 state.last_success_at = self.clock()
             elif isinstance(err, NoDataError):
                 state.families = []
+                state.no_data_reason = str(err)
                 self._set_outcome(state, RESULT_NO_DATA, str(err))
             else:
                 self._record_failure(state, RESULT_ERROR, describe_error(err))
@@ -250,9 +252,10 @@ class Scheduler:
         for state in self.snapshot():
             status = {RESULT_OK: OK, RESULT_NO_DATA: NOT_APPLICABLE, "pending": PENDING}.get(
                 state.outcome, FAILING)
-            message = {OK: "", PENDING: "not run yet",
-                       NOT_APPLICABLE: "nothing to watch on this machine"}.get(status) \
-                or (state.last_error or "")
+            if status == NOT_APPLICABLE:
+                message = nothing_to_watch(state)
+            else:
+                message = {OK: "", PENDING: "not run yet"}.get(status) or (state.last_error or "")
             checks.append(Check(
                 name=f"collector:{state.name}", kind="collector", status=status,
                 message=message, since=state.since, last_error=state.last_error,
@@ -266,6 +269,11 @@ class Scheduler:
             checks.append(Check(name="collectors", kind="agent",
                                 status=OK if ran else PENDING, critical=True))
         return checks
+
+
+def nothing_to_watch(state: CollectorState) -> str:
+    reason = f" ({state.no_data_reason})" if state.no_data_reason else ""
+    return f"nothing to watch on this machine{reason}"
 
 
 class _Worker:

@@ -165,3 +165,10 @@ def test_late_result_is_discarded(hung_release: threading.Event) -> None:
     wait_until(lambda: state.running is None, message="the late run to end")
     assert state.outcome == "timeout" and state.families == []
     scheduler.stop()
+
+
+def test_nothing_to_watch_says_why() -> None:
+    scheduler = Scheduler([settings(Absent)], CollectorContext())
+    scheduler.run_once()
+    (check, _) = scheduler.health_checks()
+    assert check.message == "nothing to watch on this machine (no such device)"
