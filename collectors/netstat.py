@@ -15,8 +15,8 @@ from typing import Any
 from prometheus_client.core import UnknownMetricFamily
 from prometheus_client.metrics_core import Metric
 
+from totem_agent.collectors._filters import regex_option
 from totem_agent.collectors.base import Collector, CollectorContext, read_text
-from totem_agent.options import Option, OptionError
 
 DEFAULT_FIELDS = (
     r"^(.*_(InErrors|InErrs)|Ip_Forwarding|Ip(6|Ext)_(InOctets|OutOctets)|Icmp6?_(InMsgs|OutMsgs)"
@@ -27,14 +27,6 @@ DEFAULT_FIELDS = (
 
 # {protocol: {field: value}}
 NetStats = dict[str, dict[str, float]]
-
-
-def check_regex(value: str) -> None:
-    """Option check: the value must compile as a regular expression."""
-    try:
-        re.compile(value)
-    except re.error as err:
-        raise OptionError(f"not a valid regular expression: {err}") from None
 
 
 def _number(text: str, where: str) -> float:
@@ -100,9 +92,10 @@ class NetstatCollector(Collector):
     description = "TCP, UDP, IP and ICMP protocol counters from /proc/net/{netstat,snmp,snmp6}"
     platforms = frozenset({"linux"})
     options = {
-        "fields": Option("str", DEFAULT_FIELDS,
-                         "Regular expression of the <Protocol>_<Field> names to export "
-                         "(node_exporter's --collector.netstat.fields).", check=check_regex),
+        "fields": regex_option(
+            DEFAULT_FIELDS,
+            "Regular expression of the <Protocol>_<Field> names to export "
+            "(node_exporter's --collector.netstat.fields)."),
     }
 
     def __init__(self, context: CollectorContext, settings: Mapping[str, Any]) -> None:

@@ -13,18 +13,10 @@ from typing import Any
 from prometheus_client.core import UnknownMetricFamily
 from prometheus_client.metrics_core import Metric
 
+from totem_agent.collectors._filters import regex_option
 from totem_agent.collectors.base import Collector, CollectorContext, read_text
-from totem_agent.options import Option, OptionError
 
 DEFAULT_FIELDS = r"^(oom_kill|pgpg|pswp|pg.*fault).*"
-
-
-def check_regex(value: str) -> None:
-    """Option check: the value must compile as a regular expression."""
-    try:
-        re.compile(value)
-    except re.error as err:
-        raise OptionError(f"not a valid regular expression: {err}") from None
 
 
 def parse_vmstat(text: str) -> dict[str, float]:
@@ -55,9 +47,10 @@ class VmstatCollector(Collector):
     description = "virtual memory counters (page faults, paging, swapping, OOM kills)"
     platforms = frozenset({"linux"})
     options = {
-        "fields": Option("str", DEFAULT_FIELDS,
-                         "Regular expression of the /proc/vmstat fields to export "
-                         "(node_exporter's --collector.vmstat.fields).", check=check_regex),
+        "fields": regex_option(
+            DEFAULT_FIELDS,
+            "Regular expression of the /proc/vmstat fields to export "
+            "(node_exporter's --collector.vmstat.fields)."),
     }
 
     def __init__(self, context: CollectorContext, settings: Mapping[str, Any]) -> None:
