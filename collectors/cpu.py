@@ -14,8 +14,8 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.metrics_core import Metric
 
-from totem_agent.collectors.base import Collector, CollectorContext
-from totem_agent.collectors.platform import SystemSource, system_source
+from totem_agent.collectors.base import CollectorContext
+from totem_agent.collectors.platform import SystemCollector, SystemSource
 from totem_agent.collectors.platform.types import CpuTimes
 from totem_agent.options import Option
 
@@ -46,10 +46,9 @@ def hold_monotonic(previous: CpuTimes | None, current: CpuTimes) -> CpuTimes:
     return dataclasses.replace(current, **held)
 
 
-class CpuCollector(Collector):
+class CpuCollector(SystemCollector):
     name = "cpu"
     description = "Seconds each CPU spent in each mode (node_exporter's cpu collector)"
-    platforms = frozenset({"linux", "win32"})
     options = {
         "guest": Option("bool", True, "Export node_cpu_guest_seconds_total "
                                       "(node_exporter's --collector.cpu.guest)."),
@@ -57,9 +56,7 @@ class CpuCollector(Collector):
 
     def __init__(self, context: CollectorContext, settings: Mapping[str, Any],
                  source: SystemSource | None = None) -> None:
-        super().__init__(context, settings)
-        # `source` lets a test hand in a WindowsSource over a fake psutil.
-        self._source = system_source(context.paths) if source is None else source
+        super().__init__(context, settings, source)
         self._guest = bool(settings.get("guest", True))
         self._last: dict[str, CpuTimes] = {}
 

@@ -16,8 +16,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from totem_agent.collectors._filters import NameFilter, regex_option
-from totem_agent.collectors.base import Collector, CollectorContext
-from totem_agent.collectors.platform import SystemSource, system_source
+from totem_agent.collectors.base import CollectorContext
+from totem_agent.collectors.platform import SystemCollector, SystemSource
 from totem_agent.collectors.platform.types import DiskStats
 
 # node_exporter 1.5's --collector.diskstats.device-exclude default: partitions
@@ -66,10 +66,9 @@ ATA_GAUGES = (
 )
 
 
-class DiskstatsCollector(Collector):
+class DiskstatsCollector(SystemCollector):
     name = "diskstats"
     description = "reads, writes, bytes and busy time per block device"
-    platforms = frozenset({"linux", "win32"})
     options = {
         "device_exclude": regex_option(
             DEVICE_EXCLUDE,
@@ -80,8 +79,7 @@ class DiskstatsCollector(Collector):
 
     def __init__(self, context: CollectorContext, settings: Mapping[str, Any],
                  source: SystemSource | None = None) -> None:
-        super().__init__(context, settings)
-        self._source = source if source is not None else system_source(context.paths)
+        super().__init__(context, settings, source)
         self._devices = NameFilter(settings["device_exclude"])
 
     def collect(self) -> Iterable[Metric]:

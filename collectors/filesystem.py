@@ -17,8 +17,8 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from totem_agent.collectors._filters import NameFilter, regex_option
-from totem_agent.collectors.base import Collector, CollectorContext
-from totem_agent.collectors.platform import SystemSource, system_source
+from totem_agent.collectors.base import CollectorContext
+from totem_agent.collectors.platform import SystemCollector, SystemSource
 from totem_agent.collectors.platform.types import FilesystemUsage, Mount
 from totem_agent.options import Option
 
@@ -36,10 +36,9 @@ FS_TYPES_EXCLUDE = (
 LABELS = ["device", "fstype", "mountpoint"]
 
 
-class FilesystemCollector(Collector):
+class FilesystemCollector(SystemCollector):
     name = "filesystem"
     description = "size, free space, inodes and read-only state of mounted filesystems"
-    platforms = frozenset({"linux", "win32"})
     options = {
         "mount_points_exclude": regex_option(
             MOUNT_POINTS_EXCLUDE,
@@ -59,9 +58,7 @@ class FilesystemCollector(Collector):
 
     def __init__(self, context: CollectorContext, settings: Mapping[str, Any],
                  source: SystemSource | None = None) -> None:
-        super().__init__(context, settings)
-        # One source for the collector's life: it remembers which mounts are stuck.
-        self._source = source if source is not None else system_source(context.paths)
+        super().__init__(context, settings, source)
         self._mount_points = NameFilter(settings["mount_points_exclude"])
         self._fs_types = NameFilter(settings["fs_types_exclude"])
         self._timeout = float(settings["mount_timeout"])

@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable
 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
-from totem_agent.collectors.base import Collector, CollectorContext
-from totem_agent.collectors.platform import system_source
+from totem_agent.collectors.platform import SystemCollector
 
 
-class LoadavgCollector(Collector):
+class LoadavgCollector(SystemCollector):
     name = "loadavg"
     description = "1, 5 and 15 minute load average"
-    platforms = frozenset({"linux", "win32"})
-
-    def __init__(self, context: CollectorContext, settings: Mapping[str, Any]) -> None:
-        super().__init__(context, settings)
-        self._source = system_source(context.paths)
 
     def collect(self) -> Iterable[Metric]:
         load = self._source.load_average()

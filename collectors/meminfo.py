@@ -7,26 +7,17 @@ keep their bare name. On Windows only the fields psutil measures honestly.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable
 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
-from totem_agent.collectors.base import Collector, CollectorContext
-from totem_agent.collectors.platform import SystemSource, system_source
+from totem_agent.collectors.platform import SystemCollector
 
 
-class MeminfoCollector(Collector):
+class MeminfoCollector(SystemCollector):
     name = "meminfo"
     description = "Memory statistics from /proc/meminfo (node_exporter's meminfo collector)"
-    platforms = frozenset({"linux", "win32"})
-
-    def __init__(self, context: CollectorContext, settings: Mapping[str, Any],
-                 source: SystemSource | None = None) -> None:
-        super().__init__(context, settings)
-        # `source` lets a test hand in a WindowsSource over a fake psutil.
-        self._source = system_source(context.paths) if source is None else source
 
     def collect(self) -> Iterable[Metric]:
         # The field set is whatever this kernel prints (it grows with kernel

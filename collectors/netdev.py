@@ -16,8 +16,8 @@ from prometheus_client.core import CounterMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from totem_agent.collectors._filters import NameFilter, regex_option
-from totem_agent.collectors.base import Collector, CollectorContext
-from totem_agent.collectors.platform import SystemSource, system_source
+from totem_agent.collectors.base import CollectorContext
+from totem_agent.collectors.platform import SystemCollector, SystemSource
 from totem_agent.collectors.platform.types import NetDevStats
 
 # The usual keys in /proc/net/dev's column order, so families come out in a
@@ -30,10 +30,9 @@ KNOWN_KEYS = (
 )
 
 
-class NetdevCollector(Collector):
+class NetdevCollector(SystemCollector):
     name = "netdev"
     description = "bytes, packets, errors and drops received and sent per network interface"
-    platforms = frozenset({"linux", "win32"})
     options = {
         "device_exclude": regex_option(
             "",
@@ -44,8 +43,7 @@ class NetdevCollector(Collector):
 
     def __init__(self, context: CollectorContext, settings: Mapping[str, Any],
                  source: SystemSource | None = None) -> None:
-        super().__init__(context, settings)
-        self._source = source if source is not None else system_source(context.paths)
+        super().__init__(context, settings, source)
         self._devices = NameFilter(settings["device_exclude"])
 
     def collect(self) -> Iterable[Metric]:

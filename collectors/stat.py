@@ -7,26 +7,17 @@ interrupts from psutil, and no fork counter or run-queue split.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
-from totem_agent.collectors.base import Collector, CollectorContext
-from totem_agent.collectors.platform import SystemSource, system_source
+from totem_agent.collectors.platform import SystemCollector
 
 
-class StatCollector(Collector):
+class StatCollector(SystemCollector):
     name = "stat"
     description = "Kernel counters from /proc/stat (node_exporter's stat collector)"
-    platforms = frozenset({"linux", "win32"})
-
-    def __init__(self, context: CollectorContext, settings: Mapping[str, Any],
-                 source: SystemSource | None = None) -> None:
-        super().__init__(context, settings)
-        # `source` lets a test hand in a WindowsSource over a fake psutil.
-        self._source = system_source(context.paths) if source is None else source
 
     def collect(self) -> Iterable[Metric]:
         stats = self._source.kernel_stats()

@@ -15,8 +15,8 @@ from typing import Any
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
-from totem_agent.collectors.base import Collector, CollectorContext
-from totem_agent.collectors.platform import SystemSource, system_source
+from totem_agent.collectors.base import CollectorContext
+from totem_agent.collectors.platform import SystemCollector, SystemSource
 
 Clock = Callable[[], datetime]
 
@@ -26,16 +26,13 @@ def local_now() -> datetime:
     return datetime.now().astimezone()
 
 
-class TimeCollector(Collector):
+class TimeCollector(SystemCollector):
     name = "time"
     description = "System time, time zone and clocksources (node_exporter's time collector)"
-    platforms = frozenset({"linux", "win32"})
 
     def __init__(self, context: CollectorContext, settings: Mapping[str, Any],
                  clock: Clock = local_now, source: SystemSource | None = None) -> None:
-        super().__init__(context, settings)
-        # `source` lets a test hand in a WindowsSource over a fake psutil.
-        self._source = system_source(context.paths) if source is None else source
+        super().__init__(context, settings, source)
         self._clock = clock
 
     def collect(self) -> Iterable[Metric]:

@@ -9,10 +9,10 @@ themselves; the Windows module imports its Windows-only pieces lazily.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Sequence
-from typing import Protocol
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
 
-from totem_agent.collectors.base import HostPaths
+from totem_agent.collectors.base import Collector, CollectorContext, HostPaths
 from totem_agent.collectors.platform.types import (
     ClockSource,
     CpuTimes,
@@ -72,3 +72,17 @@ def system_source(paths: HostPaths, platform: str = sys.platform) -> SystemSourc
 
         return _windows.WindowsSource()
     raise NotImplementedError(f"totem-agent has no system collectors for {platform!r} yet")
+
+
+class SystemCollector(Collector):
+    """Base of the collectors that read node_exporter's cross-platform numbers
+    through this door (cpu, meminfo, filesystem, ...)."""
+
+    platforms = frozenset({"linux", "win32"})
+
+    def __init__(self, context: CollectorContext, settings: Mapping[str, Any],
+                 source: SystemSource | None = None) -> None:
+        super().__init__(context, settings)
+        # One source for the collector's life (the filesystem one remembers stuck
+        # mounts); `source` lets a test hand in a WindowsSource over a fake psutil.
+        self._source = system_source(context.paths) if source is None else source
