@@ -35,6 +35,11 @@ events) and serves its metrics for Prometheus on http://127.0.0.1:{DEFAULT_PORT}
 With no config file it serves this machine's own metrics. docs/config.md lists every
 setting; docs/health.md explains `status`."""
 
+EVENT_EPILOG = """\
+fields by type: see docs/events.md. exit codes: 0 recorded (or already recorded),
+3 the agent is not reachable, 4 the agent could not store it, 64 refused (the
+message names the field). The [events] token of the config is sent when set."""
+
 STATUS_EPILOG = """\
 exit codes: 0 ok, 1 degraded (something needs a look), 2 failing (the agent cannot
 do its job), 3 unreachable (the agent is not running or not on that address)."""
@@ -87,6 +92,25 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS",
                         help="give up after this long (default 5)")
 
+    from totem_agent.event_cli import EVENT_FIELDS
+    from totem_agent.events import SCHEMA
+
+    event = add("event", "Post one event to the running agent, for shell scripts. Example: "
+                "totem-agent event payment --status approved --method pix --amount 12.50",
+                epilog=EVENT_EPILOG)
+    config_arg(event)
+    event.add_argument("type", choices=list(SCHEMA), metavar="TYPE",
+                       help=f"one of: {', '.join(SCHEMA)}")
+    for name in [*EVENT_FIELDS, "id", "timestamp"]:
+        event.add_argument("--" + name.replace("_", "-"), dest=f"field_{name}", metavar="VALUE")
+    event.add_argument("--url", help="agent address (default: from the config's listen)")
+    event.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS",
+                       help="give up after this long (default 5)")
+
+    push = add("push", "Collect once and push the snapshot to the configured Pushgateway; "
+               "report the result.")
+    config_arg(push)
+
     add("version", "Print the version of totem-agent and of its platform.")
     return parser
 
@@ -121,6 +145,18 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         return ExitStatus.OK
     if args.command == "collect":
         return _collect_once(config, args.collector, out, err)
+    if args.command == "event":
+        from totem_agent.event_cli import event_document, post_event
+
+        given = {k.removeprefix("field_"): v for k, v in vars(args).items()
+                 if k.startswith("field_")}
+        return post_event(args.url or _url_from_listen(config.agent["listen"]),
+                          event_document(args.type, given), config.events["token"],
+                          args.timeout, out, err)
+    if args.command == "push":
+        from totem_agent.event_cli import push_once
+
+        return push_once(config, out, err)
     if args.command == "status":
         from totem_agent.status import show_status
 
@@ -137,6 +173,10 @@ def _effective(config: Any) -> dict[str, Any]:
                                 "timeout": c.timeout, **c.options}
                        for c in config.collectors.values()},
         "log": dict(config.log),
+        # The token is a secret: say whether one is set, never print it.
+        "events": {**config.events, "token": "(set)" if config.events.get("token") else ""},
+        "pushgateway": {**config.pushgateway,
+                        "password": "(set)" if config.pushgateway.get("password") else ""},
     }
 
 

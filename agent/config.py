@@ -88,7 +88,48 @@ COLLECTOR_COMMON_OPTIONS: dict[str, Option] = {
                       "collector.", minimum=0.01),
 }
 
-TABLES = ("agent", "labels", "collectors", "log")
+EVENTS_OPTIONS: dict[str, Option] = {
+    "token": Option("str", "", "Bearer token the kiosk application must send "
+                    "(`Authorization: Bearer ...`). Empty: no token, and only loopback "
+                    "clients may post events."),
+    "max_body_bytes": Option("size", 1024 * 1024, "Largest request body accepted (413 above).",
+                             minimum=64),
+    "max_batch": Option("int", 1000, "Most events in one batch (413 above).", minimum=1),
+    "max_label_values": Option("int", 50, "Distinct values kept per label (service, status, "
+                               "method, type); later new values are counted under `other`.",
+                               minimum=1),
+    "max_future_skew": Option("duration", 60.0, "How far in the future an event's timestamp "
+                              "may be (the kiosk's clock against the agent's).", minimum=0),
+    "max_age": Option("duration", 7 * 86400.0, "How old an event's timestamp may be.",
+                      minimum=1),
+    "idempotency_window": Option("duration", 86400.0, "How long an event `id` is remembered, "
+                                 "so a retried event is counted once.", minimum=1),
+    "idempotency_max_ids": Option("int", 10_000, "Most event ids remembered (the oldest are "
+                                  "forgotten first).", minimum=1),
+    "synchronous": Option("choice", "full", "SQLite `synchronous` of business.sqlite: full "
+                          "survives power loss after each answer; normal is faster and "
+                          "survives a crash of the agent, not of the machine.",
+                          choices=("full", "normal")),
+}
+
+# The environment variable the operations guides use for the gateway's URL; an
+# alias of TOTEM_AGENT_PUSHGATEWAY_URL, which wins when both are set.
+PUSHGATEWAY_URL_ALIAS = "PROMETHEUS_PUSH_GATEWAY"
+
+PUSHGATEWAY_OPTIONS: dict[str, Option] = {
+    "url": Option("str", "", "Pushgateway base URL, e.g. http://pushgw.example:9091. Empty: "
+                  f"no push. Also read from {PUSHGATEWAY_URL_ALIAS}."),
+    "interval": Option("duration", 30.0, "How often the current snapshot is pushed.",
+                       minimum=1),
+    "timeout": Option("duration", 10.0, "Deadline of one push.", minimum=0.1),
+    "job": Option("str", "totem", "The `job` of the pushed group."),
+    "grouping": Option("str_list", [], "Constant labels (names from [labels]) added to the "
+                       "group's URL after job and instance, e.g. [\"store\"]."),
+    "username": Option("str", "", "Basic auth user name (empty: no auth)."),
+    "password": Option("str", "", "Basic auth password."),
+}
+
+TABLES = ("agent", "labels", "collectors", "log", "events", "pushgateway")
 
 
 @dataclass(frozen=True)
@@ -109,6 +150,10 @@ class Config:
     collectors: Mapping[str, CollectorSettings]
     log: Mapping[str, Any]
     problems: tuple[str, ...] = field(default=())
+    events: Mapping[str, Any] = field(
+        default_factory=lambda: {key: opt.default for key, opt in EVENTS_OPTIONS.items()})
+    pushgateway: Mapping[str, Any] = field(
+        default_factory=lambda: {key: opt.default for key, opt in PUSHGATEWAY_OPTIONS.items()})
 
     @property
     def instance(self) -> str:
@@ -234,6 +279,16 @@ def load_config(path: str | os.PathLike[str] | None = None,
     collectors = _load_collectors(loader, doc, agent, platform)
     log = loader.options(loader.table(doc, "log"), LOG_OPTIONS, "log",
                          lambda key: env_name("log", key))
+    events = loader.options(loader.table(doc, "events"), EVENTS_OPTIONS, "events",
+                            lambda key: env_name("events", key))
+    pushgateway = loader.options(loader.table(doc, "pushgateway"), PUSHGATEWAY_OPTIONS,
+                                 "pushgateway", lambda key: env_name("pushgateway", key))
+    if not pushgateway["url"] and env.get(PUSHGATEWAY_URL_ALIAS):
+        pushgateway["url"] = env[PUSHGATEWAY_URL_ALIAS]
+    for name in pushgateway["grouping"]:
+        if name not in labels:
+            loader.problem(source, "pushgateway.grouping",
+                           f"{name!r} is not a constant label (set it in [labels])")
 
     for var in sorted(env):
         if var.startswith(ENV_PREFIX) and var != ENV_CONFIG_FILE and var not in loader.used_env:
@@ -241,7 +296,8 @@ def load_config(path: str | os.PathLike[str] | None = None,
                                    "(see docs/config.md for the variable names)")
     if loader.problems:
         raise ConfigError(loader.problems)
-    return Config(source=source, agent=agent, labels=labels, collectors=collectors, log=log)
+    return Config(source=source, agent=agent, labels=labels, collectors=collectors, log=log,
+                  events=events, pushgateway=pushgateway)
 
 
 def _load_labels(loader: _Loader, doc: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, str]:

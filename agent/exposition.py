@@ -8,20 +8,55 @@ Content negotiation (OpenMetrics vs text 0.0.4) and gzip follow prometheus_clien
 
 from __future__ import annotations
 
+import functools
 import gzip
 import itertools
+import re
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
 
 from prometheus_client import ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import Metric
+from prometheus_client.openmetrics import exposition as openmetrics
 
 from totem_agent import __version__
 from totem_agent.scheduler import FAILURE_REASONS, Scheduler, add_labels
+
+# Prometheus' legacy character sets: names in them need no escaping at all.
+_LEGACY_METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+_LEGACY_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+
+
+def fast_encoder(encoder: Callable[[Any], bytes], families: list[Metric]) -> Callable[[Any], bytes]:
+    """The same bytes, rendered in about half the time, when every name is legacy.
+
+    prometheus_client 0.26's OpenMetrics encoder with escaping=underscores (what
+    Prometheus' Accept header gets) rewrites every metric and label name character by
+    character, which was half of a render (docs/benchmarks.md). For names already in
+    the legacy character set that rewrite changes nothing, and escaping=allow-utf-8
+    writes the identical line with str.replace. Any other name keeps the slow path.
+    """
+    keywords = getattr(encoder, "keywords", {})
+    if getattr(encoder, "func", None) is not openmetrics.generate_latest or \
+            keywords.get("escaping") != openmetrics.UNDERSCORES:
+        return encoder
+    metric_names = set()
+    label_names: set[str] = set()
+    for family in families:
+        metric_names.add(family.name)
+        for sample in family.samples:
+            metric_names.add(sample.name)
+            label_names.update(sample.labels)
+    if all(_LEGACY_METRIC_NAME.fullmatch(n) for n in metric_names) and \
+            all(_LEGACY_LABEL_NAME.fullmatch(n) for n in label_names):
+        return functools.partial(openmetrics.generate_latest, escaping=openmetrics.ALLOWUTF8,
+                                 version=keywords.get("version", "1.0.0"))
+    return encoder
 
 
 class _Families:
@@ -123,7 +158,8 @@ class Exposition:
                 plain_key = (content_type, False)
                 plain = self._cache.get(plain_key)
                 if plain is None:
-                    plain = encoder(_Families(self.families()))
+                    families = self.families()
+                    plain = fast_encoder(encoder, families)(_Families(families))
                     self._cache[plain_key] = plain
                 body = gzip.compress(plain, compresslevel=6, mtime=0) if use_gzip else plain
                 self._cache[key] = body

@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import logging
 import socket
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,6 +20,7 @@ from typing import Any
 from totem_agent import __version__
 from totem_agent.exposition import Exposition
 from totem_agent.health import FAILING, HealthModel
+from totem_agent.httpmetrics import OTHER_HANDLER, HttpMetrics
 
 log = logging.getLogger("totem_agent.server")
 
@@ -44,9 +46,12 @@ class AgentHTTPServer(ThreadingHTTPServer):
     # Fail loudly when another process already holds the port, rather than sharing it.
     allow_reuse_address = False
 
-    def __init__(self, address: tuple[str, int], routes: dict[tuple[str, str], Handler]) -> None:
+    def __init__(self, address: tuple[str, int], routes: dict[tuple[str, str], Handler],
+                 http_metrics: HttpMetrics | None = None) -> None:
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.routes = routes
+        self.paths = {path for (_, path) in routes}
+        self.http_metrics = http_metrics or HttpMetrics()
         super().__init__(address, RequestHandler)
 
     @property
@@ -64,8 +69,13 @@ class RequestHandler(BaseHTTPRequestHandler):
     # Idle keep-alive connections are closed after this long, so clients that go
     # away without closing cannot pile up threads.
     timeout = 60
+    # TCP_NODELAY: headers and body go out in two writes; with Nagle on, the body
+    # waits for the client's delayed ACK, and a keep-alive scrape took 44 ms instead
+    # of 0.2 ms (tests/bench/bench_node_exporter.py, docs/benchmarks.md).
+    disable_nagle_algorithm = True
 
-    def _dispatch(self, method: str) -> None:
+    def _dispatch(self, method: str, head_only: bool = False) -> None:
+        started = time.perf_counter()
         path = self.path.split("?", 1)[0]
         handler = self.server.routes.get((method, path))
         if handler is None:
@@ -83,7 +93,10 @@ class RequestHandler(BaseHTTPRequestHandler):
                 log.exception("request failed", extra={"path": path, "method": method})
                 response = json_response(HTTPStatus.INTERNAL_SERVER_ERROR,
                                          {"error": "internal error, see the agent's log"})
-        self._send(response, head_only=method == "HEAD")
+        self._send(response, head_only=head_only)
+        handler_label = path if path in self.server.paths else OTHER_HANDLER
+        self.server.http_metrics.observe(handler_label, response.status,
+                                         time.perf_counter() - started)
 
     def _send(self, response: Response, head_only: bool = False) -> None:
         self.send_response(response.status)
@@ -99,7 +112,8 @@ class RequestHandler(BaseHTTPRequestHandler):
         self._dispatch("GET")
 
     def do_HEAD(self) -> None:
-        self._dispatch("GET")
+        # Routed as GET (same headers, same Content-Length), sent without the body.
+        self._dispatch("GET", head_only=True)
 
     def do_POST(self) -> None:
         self._dispatch("POST")
@@ -136,7 +150,9 @@ _INDEX = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>totem-agent</title></head>
 <body><h1>totem-agent {version}</h1>
 <ul><li><a href="/metrics">/metrics</a>: metrics for Prometheus</li>
-<li><a href="/health">/health</a>: health, as JSON</li></ul></body></html>
+<li><a href="/health">/health</a>: health, as JSON</li>
+<li><a href="/api/v1/openapi.json">/api/v1/openapi.json</a>: the events API
+(POST /api/v1/events), as OpenAPI</li></ul></body></html>
 """
 
 
@@ -145,9 +161,13 @@ def index_handler(request: RequestHandler) -> Response:
                     "text/html; charset=utf-8")
 
 
-def build_routes(exposition: Exposition, model: HealthModel) -> dict[tuple[str, str], Handler]:
+def build_routes(exposition: Exposition, model: HealthModel,
+                 extra: Mapping[tuple[str, str], Handler] | None = None
+                 ) -> dict[tuple[str, str], Handler]:
+    """The route table; `extra`: routes of other rooms (the events API, ...)."""
     return {
         ("GET", "/metrics"): metrics_handler(exposition),
         ("GET", "/health"): health_handler(model),
         ("GET", "/"): index_handler,
+        **(extra or {}),
     }

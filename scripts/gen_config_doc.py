@@ -17,7 +17,9 @@ from totem_agent.collectors import builtin_collectors
 from totem_agent.config import (
     AGENT_OPTIONS,
     COLLECTOR_COMMON_OPTIONS,
+    EVENTS_OPTIONS,
     LOG_OPTIONS,
+    PUSHGATEWAY_OPTIONS,
     env_name,
 )
 from totem_agent.options import Option
@@ -69,6 +71,14 @@ def reference() -> str:
             "reserved. Environment: `TOTEM_AGENT_LABELS_<NAME>` (the name is lower-cased).", ""]
     out += ["### `[log]`", ""]
     out += _table([(k, o, env_name("log", k)) for k, o in LOG_OPTIONS.items()])
+    out += ["", "### `[events]`", "",
+            "The events API, `POST /api/v1/events` (docs/events.md).", ""]
+    out += _table([(k, o, env_name("events", k)) for k, o in EVENTS_OPTIONS.items()])
+    out += ["", "### `[pushgateway]`", "",
+            "Periodic push of the current snapshot to a Pushgateway (docs/pushgateway.md). "
+            "`PROMETHEUS_PUSH_GATEWAY` sets `url` when neither the file nor "
+            "`TOTEM_AGENT_PUSHGATEWAY_URL` does.", ""]
+    out += _table([(k, o, env_name("pushgateway", k)) for k, o in PUSHGATEWAY_OPTIONS.items()])
     out += ["", "### `[collectors.NAME]`", "",
             "Every collector takes these keys:", ""]
     out += _table([(k, o, env_name("collectors", k, collector="NAME"))

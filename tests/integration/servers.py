@@ -40,6 +40,8 @@ DEBIAN_PACKAGE = {
     "node_exporter": "prometheus-node-exporter",
     "prometheus": "prometheus",
     "promtool": "prometheus",
+    "prometheus-pushgateway": "prometheus-pushgateway",
+    "pushgateway": "prometheus-pushgateway",
 }
 STOP_TIMEOUT = 15.0
 
@@ -69,7 +71,8 @@ def require_binary(*names: str) -> str:
 def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The test's environment without TOTEM_AGENT_* (the agent refuses unknown ones,
     and a developer's own settings must not leak into a test)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TOTEM_AGENT_")}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("TOTEM_AGENT_") and k != "PROMETHEUS_PUSH_GATEWAY"}
     env.update(extra or {})
     return env
 
@@ -178,13 +181,17 @@ def start_node_exporter(workdir: Path, textfile_dir: Path) -> ServerProcess:
 
 
 def start_prometheus(workdir: Path, targets: Mapping[str, str],
-                     scrape_interval: str = "1s") -> ServerProcess:
-    """Prometheus scraping each job's host:port; config and TSDB in `workdir`."""
+                     scrape_interval: str = "1s",
+                     honor_labels: Iterable[str] = ()) -> ServerProcess:
+    """Prometheus scraping each job's host:port; config and TSDB in `workdir`.
+    Jobs in `honor_labels` keep the scraped job/instance (as for a Pushgateway)."""
+    honoured = set(honor_labels)
     binary = require_binary("prometheus")
     port = free_port()
     jobs = "\n".join(
         f"  - job_name: {json.dumps(job)}\n"
         f"    static_configs: [{{targets: [{json.dumps(target)}]}}]"
+        + ("\n    honor_labels: true" if job in honoured else "")
         for job, target in targets.items())
     config = workdir / "prometheus.yml"
     config.write_text(
@@ -195,6 +202,16 @@ def start_prometheus(workdir: Path, targets: Mapping[str, str],
             f"--web.listen-address=127.0.0.1:{port}", "--web.enable-lifecycle",
             "--log.level=warn"]
     return ServerProcess("prometheus", argv, workdir, f"http://127.0.0.1:{port}",
+                         "/-/ready").start()
+
+
+def start_pushgateway(workdir: Path) -> ServerProcess:
+    """Pushgateway on loopback, nothing persisted (Debian's default writes to /var/lib)."""
+    binary = require_binary("prometheus-pushgateway", "pushgateway")
+    port = free_port()
+    argv = [binary, f"--web.listen-address=127.0.0.1:{port}", "--persistence.file=",
+            "--log.level=warn"]
+    return ServerProcess("pushgateway", argv, workdir, f"http://127.0.0.1:{port}",
                          "/-/ready").start()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import http.client
 import io
 import json
 import threading
@@ -167,3 +168,18 @@ def test_status_report_lists_problems_first() -> None:
     assert lines[2].split() == ["FAILING", "collector:hwmon", "since", "2026-11-23T10:00:00Z:",
                                 "cannot", "read", "temp1_input"]
     assert lines[3].split() == ["OK", "collector:cpu"]
+
+
+def test_head_sends_no_body_on_a_kept_alive_connection(server: Server) -> None:
+    # A body after HEAD would be read as the next response's status line.
+    host, port = server.httpd.server_address[:2]
+    connection = http.client.HTTPConnection(str(host), int(port), timeout=5)
+    try:
+        connection.request("HEAD", "/health")
+        head = connection.getresponse()
+        assert head.status == 200 and head.read() == b""
+        connection.request("GET", "/health")
+        again = connection.getresponse()
+        assert again.status == 200 and json.loads(again.read())["status"] == "ok"
+    finally:
+        connection.close()

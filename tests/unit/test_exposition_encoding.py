@@ -1,0 +1,66 @@
+"""exposition.fast_encoder: the same bytes as prometheus_client's encoder, or its encoder."""
+
+from __future__ import annotations
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics_core import Metric
+
+from totem_agent.collectors import builtin_collectors, runs_here
+from totem_agent.collectors.base import CollectorContext, HostPaths, NoDataError
+from totem_agent.exposition import _Families, fast_encoder
+
+PROMETHEUS_ACCEPT = ("application/openmetrics-text;version=1.0.0,"
+                     "application/openmetrics-text;version=0.0.1;q=0.75,"
+                     "text/plain;version=0.0.4;q=0.5,*/*;q=0.1")
+
+
+def live_families() -> list[Metric]:
+    """Every built-in collector on this machine: the names the agent really serves."""
+    families: list[Metric] = []
+    for cls in builtin_collectors().values():
+        if not runs_here(cls):
+            continue
+        settings = {key: opt.default for key, opt in cls.options.items()}
+        try:
+            families.extend(cls(CollectorContext(paths=HostPaths()), settings).collect())
+        except NoDataError:
+            continue
+    return families
+
+
+def awkward_families() -> list[Metric]:
+    """Label values that need escaping, an info metric, a counter, a unit."""
+    gauge = GaugeMetricFamily("node_test_bytes", 'Help with "quotes" and \\ and\nnewline.',
+                              labels=["device", "path"], unit="bytes")
+    gauge.add_metric(['sd"a', "C:\\dir\nnext"], 1.5)
+    counter = CounterMetricFamily("node_test_events", "Events.", labels=["kind"])
+    counter.add_metric(["ünïcode"], 3.0)
+    info = InfoMetricFamily("node_test", "Info.", value={"version": "1.0"})
+    return [gauge, counter, info]
+
+
+def test_same_bytes_as_prometheus_client_for_prometheus_accept() -> None:
+    encoder, _ = choose_encoder(PROMETHEUS_ACCEPT)
+    families = live_families() + awkward_families()
+    assert len(families) > 50
+    fast = fast_encoder(encoder, families)
+    assert fast is not encoder  # the fast path was taken
+    assert fast(_Families(families)) == encoder(_Families(families))
+
+
+def test_a_name_outside_the_legacy_set_keeps_prometheus_clients_encoder() -> None:
+    encoder, _ = choose_encoder(PROMETHEUS_ACCEPT)
+    odd_metric = GaugeMetricFamily("node.dotted", "Dotted name.", value=1.0)
+    odd_label = GaugeMetricFamily("node_ok", "Colon in a label name.", labels=["a:b"])
+    odd_label.add_metric(["x"], 1.0)
+    leading_digit = GaugeMetricFamily("node_ok2", "Label starts with a digit.", labels=["1x"])
+    leading_digit.add_metric(["x"], 1.0)
+    for odd in (odd_metric, odd_label, leading_digit):
+        assert fast_encoder(encoder, [*awkward_families(), odd]) is encoder
+
+
+def test_text_format_is_left_alone() -> None:
+    encoder, content_type = choose_encoder("text/plain")
+    assert content_type.startswith("text/plain")
+    assert fast_encoder(encoder, awkward_families()) is encoder
