@@ -112,6 +112,23 @@ EVENTS_OPTIONS: dict[str, Option] = {
                           choices=("full", "normal")),
 }
 
+def _check_readable_file(value: str) -> None:
+    """Empty (unset), or a file this process can read now: a typo in a certificate
+    path is a config error at start-up, not a failed push every interval."""
+    if not value:
+        return
+    path = Path(value)
+    if not path.exists():
+        raise OptionError(f"{value}: no such file")
+    if not path.is_file():
+        raise OptionError(f"{value}: not a file")
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as err:
+        raise OptionError(f"{value}: cannot read it ({err.strerror})") from None
+
+
 # The environment variable the operations guides use for the gateway's URL; an
 # alias of TOTEM_AGENT_PUSHGATEWAY_URL, which wins when both are set.
 PUSHGATEWAY_URL_ALIAS = "PROMETHEUS_PUSH_GATEWAY"
@@ -127,7 +144,17 @@ PUSHGATEWAY_OPTIONS: dict[str, Option] = {
                        "group's URL after job and instance, e.g. [\"store\"]."),
     "username": Option("str", "", "Basic auth user name (empty: no auth)."),
     "password": Option("str", "", "Basic auth password."),
+    "ca_file": Option("str", "", "PEM file of the CA(s) that sign the gateway's certificate "
+                      "(https:// URL); only these are then trusted. Empty: the system's "
+                      "certificate store.", check=_check_readable_file),
+    "cert_file": Option("str", "", "PEM client certificate, for a gateway that requires one "
+                        "(mutual TLS); needs key_file.", check=_check_readable_file),
+    "key_file": Option("str", "", "PEM private key of cert_file.", check=_check_readable_file),
+    "insecure_skip_verify": Option("bool", False, "Do not verify the gateway's certificate "
+                                   "nor its host name. For testing only: anyone on the path "
+                                   "can then read and alter the pushes."),
 }
+PUSHGATEWAY_TLS_KEYS = ("ca_file", "cert_file", "key_file", "insecure_skip_verify")
 
 TABLES = ("agent", "labels", "collectors", "log", "events", "pushgateway")
 
@@ -285,6 +312,7 @@ def load_config(path: str | os.PathLike[str] | None = None,
                                  "pushgateway", lambda key: env_name("pushgateway", key))
     if not pushgateway["url"] and env.get(PUSHGATEWAY_URL_ALIAS):
         pushgateway["url"] = env[PUSHGATEWAY_URL_ALIAS]
+    _check_pushgateway_tls(loader, pushgateway)
     for name in pushgateway["grouping"]:
         if name not in labels:
             loader.problem(source, "pushgateway.grouping",
@@ -298,6 +326,20 @@ def load_config(path: str | os.PathLike[str] | None = None,
         raise ConfigError(loader.problems)
     return Config(source=source, agent=agent, labels=labels, collectors=collectors, log=log,
                   events=events, pushgateway=pushgateway)
+
+
+def _check_pushgateway_tls(loader: _Loader, pushgateway: Mapping[str, Any]) -> None:
+    if bool(pushgateway["cert_file"]) != bool(pushgateway["key_file"]):
+        given, missing = (("cert_file", "key_file") if pushgateway["cert_file"]
+                          else ("key_file", "cert_file"))
+        loader.problem(loader.source, f"pushgateway.{missing}",
+                       f"pushgateway.{given} is set ({pushgateway[given]}) but {missing} is "
+                       "not: a client certificate needs both")
+    url = str(pushgateway["url"])
+    tls_set = [key for key in PUSHGATEWAY_TLS_KEYS if pushgateway[key]]
+    if url and tls_set and not url.lower().startswith("https://"):
+        loader.problem(loader.source, f"pushgateway.{tls_set[0]}",
+                       f"TLS settings need an https:// url, the url is {url!r}")
 
 
 def _load_labels(loader: _Loader, doc: Mapping[str, Any], env: Mapping[str, str]) -> dict[str, str]:

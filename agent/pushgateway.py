@@ -10,18 +10,27 @@ A gateway that is down or slow never stops collecting or serving: the pusher
 has its own thread, a timeout per push, and backs off (doubling the wait, up to
 `MAX_BACKOFF_FACTOR` intervals) while failures last; /health shows the output
 `degraded`, and totem_agent_push_* count what happened.
+
+TLS (an https:// URL): the gateway's certificate is checked against `ca_file`
+(else the system store), a client certificate is sent when `cert_file` is set.
+The SSL context is built for each push, so renewed certificate files are picked
+up without a restart, and a file that went bad is a counted, reported failure.
 """
 
 from __future__ import annotations
 
+import base64
 import logging
+import ssl
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-from prometheus_client.exposition import basic_auth_handler, default_handler, push_to_gateway
+from prometheus_client.exposition import push_to_gateway
 from prometheus_client.metrics_core import Metric
 
 from totem_agent.health import DEGRADED, OK, PENDING, Check
@@ -39,6 +48,29 @@ class _Snapshot:
         return iter(self._families)
 
 
+_REFUSAL_ALERTS = ("CERTIFICATE_REQUIRED", "ALERT_BAD_CERTIFICATE", "ALERT_HANDSHAKE_FAILURE",
+                   "ALERT_UNKNOWN_CA")
+
+
+def explain_tls(reason: str | BaseException, client_cert: bool) -> str | BaseException:
+    """A technician's reading of a TLS failure, the library's text kept in it.
+
+    A gateway that refuses the client certificate (or its absence) either sends an
+    alert or just closes the connection (an EOF in the handshake), depending on
+    timing: both get the same hint."""
+    if isinstance(reason, ssl.SSLCertVerificationError):
+        return (f"the gateway's TLS certificate is not trusted ({reason.verify_message}): set "
+                "[pushgateway] ca_file to the CA that signed it")
+    text = str(reason)
+    refused = any(alert in text for alert in _REFUSAL_ALERTS)
+    if refused or isinstance(reason, (ssl.SSLEOFError, ConnectionResetError)):
+        hint = ("check that the gateway trusts [pushgateway] cert_file" if client_cert else
+                "if it requires a client certificate, set [pushgateway] cert_file and key_file")
+        what = "refused" if refused else "closed"
+        return f"the gateway {what} the TLS connection ({text}): {hint}"
+    return reason
+
+
 def grouping_key(instance: str, labels: Mapping[str, str], names: Iterable[str]
                  ) -> dict[str, str]:
     return {"instance": instance, **{name: labels[name] for name in names}}
@@ -54,6 +86,10 @@ class Pusher:
         self.timeout = float(settings["timeout"])
         self.username = str(settings.get("username") or "")
         self.password = str(settings.get("password") or "")
+        self.ca_file = str(settings.get("ca_file") or "")
+        self.cert_file = str(settings.get("cert_file") or "")
+        self.key_file = str(settings.get("key_file") or "")
+        self.insecure_skip_verify = bool(settings.get("insecure_skip_verify"))
         self.grouping = grouping_key(instance, labels, settings["grouping"])
         self.families = families
         self.clock = clock
@@ -67,12 +103,56 @@ class Pusher:
         self.last_error_at: float | None = None
         self.last_duration = 0.0
 
+    def ssl_context(self) -> ssl.SSLContext:
+        """The context of an https:// push; raises ssl.SSLError / OSError naming the file."""
+        try:
+            # With a cafile, create_default_context trusts that file alone.
+            context = ssl.create_default_context(cafile=self.ca_file or None)
+        except (ssl.SSLError, OSError) as err:
+            raise ssl.SSLError(f"cannot load [pushgateway] ca_file {self.ca_file}: {err}") \
+                from None
+        if self.insecure_skip_verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        if self.cert_file:
+            try:
+                context.load_cert_chain(self.cert_file, self.key_file or None)
+            except (ssl.SSLError, OSError) as err:
+                raise ssl.SSLError(f"cannot load the client certificate [pushgateway] "
+                                   f"cert_file {self.cert_file} / key_file {self.key_file}: "
+                                   f"{err}") from None
+        return context
+
     def _handler(self, url: str, method: str, timeout: float | None,
                  headers: list[tuple[str, str]], data: bytes) -> Callable[[], None]:
-        if self.username:
-            return basic_auth_handler(url, method, timeout, headers, data,
-                                      self.username, self.password)
-        return default_handler(url, method, timeout, headers, data)
+        def handle() -> None:
+            request = urllib.request.Request(url, data=data, method=method)
+            for name, value in headers:
+                request.add_header(name, value)
+            if self.username:
+                token = base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
+                request.add_header("Authorization", f"Basic {token}")
+            handlers: list[urllib.request.BaseHandler] = []
+            if url.lower().startswith("https://"):
+                handlers.append(urllib.request.HTTPSHandler(context=self.ssl_context()))
+            try:
+                with urllib.request.build_opener(*handlers).open(request, timeout=timeout):
+                    pass
+            except urllib.error.HTTPError:
+                raise
+            except urllib.error.URLError as err:
+                reason = err.reason
+                if handlers:
+                    reason = explain_tls(reason, bool(self.cert_file))
+                raise urllib.error.URLError(reason) from err
+            except (ssl.SSLError, ConnectionResetError) as err:
+                # What the gateway does after the handshake (TLS 1.3: refusing the client
+                # certificate) surfaces at the response, outside URLError.
+                if not handlers:
+                    raise
+                raise urllib.error.URLError(explain_tls(err, bool(self.cert_file))) from err
+
+        return handle
 
     def push_once(self) -> None:
         """One PUT of the current snapshot; raises (with the gateway's answer) on failure."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import ssl
 import subprocess
 import sys
 import threading
@@ -91,13 +92,13 @@ class HttpResult:
         return json.loads(self.body)
 
 
-def http_get(url: str, timeout: float = 5.0, headers: Mapping[str, str] | None = None
-             ) -> HttpResult:
+def http_get(url: str, timeout: float = 5.0, headers: Mapping[str, str] | None = None,
+             context: ssl.SSLContext | None = None) -> HttpResult:
     """GET; an HTTP error status is a result (a 503 /health carries its report), a
-    refused connection raises."""
+    refused connection raises. `context`: for an https:// URL."""
     request = urllib.request.Request(url, headers=dict(headers or {}))
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
             return HttpResult(response.status, response.read(), dict(response.headers))
     except urllib.error.HTTPError as error:
         return HttpResult(error.code, error.read(), dict(error.headers))
@@ -117,8 +118,9 @@ class ServerProcess:
     """A server binary on loopback; stdout and stderr go to a log file in its temp dir."""
 
     def __init__(self, name: str, argv: Sequence[str], workdir: Path, url: str,
-                 ready_path: str) -> None:
+                 ready_path: str, context: ssl.SSLContext | None = None) -> None:
         self.name = name
+        self.context = context  # of an https:// server, for every request the test makes
         self.argv = list(argv)
         self.workdir = workdir
         self.url = url  # http://127.0.0.1:PORT
@@ -145,7 +147,8 @@ class ServerProcess:
         assert self.proc is not None
         if self.proc.poll() is not None:
             return "exited"
-        return "ready" if http_get(self.ready_url, timeout=2).status == 200 else None
+        return "ready" if http_get(self.ready_url, timeout=2,
+                                   context=self.context).status == 200 else None
 
     def log_text(self) -> str:
         try:
@@ -205,14 +208,78 @@ def start_prometheus(workdir: Path, targets: Mapping[str, str],
                          "/-/ready").start()
 
 
-def start_pushgateway(workdir: Path) -> ServerProcess:
-    """Pushgateway on loopback, nothing persisted (Debian's default writes to /var/lib)."""
+def start_pushgateway(workdir: Path, tls: TlsFiles | None = None) -> ServerProcess:
+    """Pushgateway on loopback, nothing persisted (Debian's default writes to /var/lib).
+    With `tls`: https only, and a client certificate signed by tls.ca required
+    (exporter-toolkit's --web.config.file); readiness is polled with the test's CA and
+    client certificate."""
     binary = require_binary("prometheus-pushgateway", "pushgateway")
     port = free_port()
     argv = [binary, f"--web.listen-address=127.0.0.1:{port}", "--persistence.file=",
             "--log.level=warn"]
-    return ServerProcess("pushgateway", argv, workdir, f"http://127.0.0.1:{port}",
-                         "/-/ready").start()
+    if tls is None:
+        return ServerProcess("pushgateway", argv, workdir, f"http://127.0.0.1:{port}",
+                             "/-/ready").start()
+    web_config = workdir / "web.yml"
+    web_config.write_text(
+        "tls_server_config:\n"
+        f"  cert_file: {json.dumps(str(tls.server_cert))}\n"
+        f"  key_file: {json.dumps(str(tls.server_key))}\n"
+        f"  client_ca_file: {json.dumps(str(tls.ca))}\n"
+        "  client_auth_type: RequireAndVerifyClientCert\n")
+    return ServerProcess("pushgateway", [*argv, f"--web.config.file={web_config}"], workdir,
+                         f"https://127.0.0.1:{port}", "/-/ready",
+                         context=tls.client_context()).start()
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """A throwaway CA, a server certificate for 127.0.0.1 and a client certificate."""
+
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+
+    def client_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=str(self.ca))
+        context.load_cert_chain(str(self.client_cert), str(self.client_key))
+        return context
+
+
+def make_tls_files(directory: Path) -> TlsFiles:
+    """Generate the certificates with the openssl command (skip if it is missing);
+    EC P-256 keys, valid one day."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is not installed: the TLS tests generate their certificates "
+                    "with it (sudo apt-get install openssl)")
+    directory.mkdir(parents=True, exist_ok=True)
+
+    def run(*args: str) -> None:
+        done = subprocess.run([openssl, *args], capture_output=True, text=True, cwd=directory,
+                              timeout=30, stdin=subprocess.DEVNULL)
+        assert done.returncode == 0, f"openssl {' '.join(args)} failed:\n{done.stderr}"
+
+    key = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
+    run("req", "-x509", *key, "-keyout", "ca.key", "-out", "ca.crt", "-days", "1",
+        "-subj", "/CN=totem-agent test CA",
+        "-addext", "basicConstraints=critical,CA:TRUE",
+        "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    for name, extensions in (
+            ("server", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n"),
+            ("client", "extendedKeyUsage=clientAuth\n")):
+        (directory / f"{name}.ext").write_text(
+            "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n"
+            + extensions)
+        run("req", *key, "-keyout", f"{name}.key", "-out", f"{name}.csr",
+            "-subj", f"/CN=totem-agent test {name}")
+        run("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+            "-CAcreateserial", "-out", f"{name}.crt", "-days", "1",
+            "-extfile", f"{name}.ext")
+    return TlsFiles(directory / "ca.crt", directory / "server.crt", directory / "server.key",
+                    directory / "client.crt", directory / "client.key")
 
 
 # -- the agent --------------------------------------------------------------------------

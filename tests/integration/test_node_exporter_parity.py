@@ -289,9 +289,14 @@ def test_counters_close(pair: Pair) -> None:
     fail(_compare(pair, names, counter_tolerance), "counters too far from node_exporter's")
 
 
+# Instantaneous counts of runnable/blocked tasks swing by tens between two reads
+# when anything else runs (the test suite itself, a benchmark): no unit to check.
+RUN_QUEUE_GAUGES = frozenset({"node_procs_running", "node_procs_blocked"})
+
+
 def test_gauges_plausible(pair: Pair) -> None:
     names = [n for n in pair.common if pair.node_exporter[n].type == "gauge"
-             and n not in STATIC and n not in CLOCKS]
+             and n not in STATIC and n not in CLOCKS and n not in RUN_QUEUE_GAUGES]
     fail(_compare(pair, names, gauge_tolerance),
          "gauges far from node_exporter's (a wrong unit or scale?)")
 
