@@ -1,10 +1,15 @@
-"""Runs every collector on its interval, each under a deadline, in its own thread.
+"""Runs every collector on its interval, each under a deadline.
 
-Each collector owns a one-thread executor: a collector that hangs (a dead NFS
-mount, a serial port that never answers) holds only its own thread. At the
-deadline the run is reported failed; while it is still stuck, later ticks are
-skipped and counted rather than piling up threads. A run that finishes after
-its deadline is discarded (it was already reported), so a result is never
+Collectors run one after another on one worker thread (a "lane"). A thread per
+collector isolated them too, but all of them woke at the same tick and handed
+the GIL to each other at every file read: three times the CPU of running them
+in turn (docs/benchmarks.md). A slow collector must not hold up the others, so
+when one run has taken longer than LANE_PATIENCE, the lane is left to it and the
+collectors queued behind it move to a fresh lane (one more thread, for as long
+as the slow run lasts). At its own deadline a run is reported failed (a dead NFS
+mount, a serial port that never answers); while it is still stuck, its later
+ticks are skipped and counted rather than piling up threads. A run that finishes
+after its deadline is discarded (it was already reported), so a result is never
 older than its deadline.
 
 Results land in `CollectorState`; the exposition layer reads them, so a scrape
@@ -39,6 +44,9 @@ RESULT_ERROR = "error"
 RESULT_TIMEOUT = "timeout"
 RESULT_SKIPPED = "skipped"
 FAILURE_REASONS = (RESULT_ERROR, RESULT_TIMEOUT, RESULT_SKIPPED)
+# How long one run may hold the lane before the queue moves to a fresh one. A
+# collector reading /proc takes well under 10 ms; 0.1 s is slow, not yet broken.
+LANE_PATIENCE = 0.1
 
 
 @dataclass
@@ -102,7 +110,7 @@ class Scheduler:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self.states: dict[str, CollectorState] = {}
-        self._workers: dict[str, _Worker] = {}
+        self._lane = _Worker()
         for item in settings:
             self.states[item.name] = self._build(item, context)
 
@@ -114,7 +122,6 @@ class Scheduler:
             state = CollectorState(item, None)
             self._record_failure(state, RESULT_ERROR, f"could not start: {describe_error(err)}")
             return state
-        self._workers[item.name] = _Worker(f"collector-{item.name}")
         return state
 
     # -- running -----------------------------------------------------------------
@@ -130,23 +137,22 @@ class Scheduler:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(wait)
-        for worker in self._workers.values():
-            worker.stop()
+        self._lane.stop()
 
     def run_once(self) -> None:
         """Run every collector once, respecting deadlines, and wait (for `collect --once`)."""
         with self._lock:
             for state in self.states.values():
                 self._tick(state, time.monotonic())
-        for state in self.states.values():
-            future = state.running
-            if future is None:
-                continue
-            remaining = state.run_started + state.settings.timeout - time.monotonic()
-            # Outcomes are recorded by the done callback, or as timeouts just below.
-            futures.wait([future], timeout=max(remaining, 0))
-        with self._lock:
-            self._check_deadlines(time.monotonic())
+        while True:
+            # Outcomes are recorded by the done callback, or as timeouts here.
+            with self._lock:
+                self._check_deadlines(time.monotonic())
+                waiting = [s.running for s in self.states.values()
+                           if s.running is not None and not s.deadline_reported]
+            if not waiting:
+                return
+            futures.wait(waiting, timeout=0.02, return_when=futures.FIRST_COMPLETED)
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -159,7 +165,10 @@ class Scheduler:
                 wait_until = min(
                     [s.next_run for s in self.states.values() if s.collector is not None]
                     + [s.run_started + s.settings.timeout for s in self.states.values()
-                       if s.running is not None and not s.deadline_reported],
+                       if s.running is not None and s.running.running()
+                       and not s.deadline_reported]
+                    + ([self._lane.current.run_started + LANE_PATIENCE]
+                       if self._lane.current is not None else []),
                     default=now + 60)
             self._wake.wait(max(wait_until - time.monotonic(), 0.001))
             self._wake.clear()
@@ -170,21 +179,21 @@ class Scheduler:
         if state.collector is None:
             return
         if state.running is not None and not state.running.done():
-            self._record_failure(state, RESULT_SKIPPED,
-                                 f"still running after {now - state.run_started:.1f}s "
-                                 "(previous run never returned)")
+            if state.running.running():
+                self._record_failure(state, RESULT_SKIPPED,
+                                     f"still running after {now - state.run_started:.1f}s "
+                                     "(previous run never returned)")
+            # else: still queued behind a slow collector; that run serves this tick too.
             return
-        state.run_started = now
         state.deadline_reported = False
-        collector = state.collector
-        future = self._workers[state.name].submit(collector)
+        future = self._lane.submit(state)
         state.running = future
-        future.add_done_callback(functools.partial(self._finished, state, started=now))
+        future.add_done_callback(functools.partial(self._finished, state))
 
     def _check_deadlines(self, now: float) -> None:
         for state in self.states.values():
             future = state.running
-            if future is None or state.deadline_reported or future.done():
+            if future is None or state.deadline_reported or not future.running():
                 continue
             if now - state.run_started >= state.settings.timeout:
                 state.deadline_reported = True
@@ -192,10 +201,16 @@ class Scheduler:
                 self._record_failure(state, RESULT_TIMEOUT,
                                      f"did not finish within its {state.settings.timeout:g}s "
                                      "deadline")
+        current = self._lane.current
+        if current is not None and (current.deadline_reported
+                                    or now - current.run_started >= LANE_PATIENCE):
+            # Leave the lane to the slow run; the queue behind it moves on.
+            slow, self._lane = self._lane, _Worker()
+            for job in slow.abandon():
+                self._lane.put(job)
 
-    def _finished(self, state: CollectorState, future: Future[list[Metric]], *,
-                  started: float) -> None:
-        elapsed = time.monotonic() - started
+    def _finished(self, state: CollectorState, future: Future[list[Metric]]) -> None:
+        elapsed = time.monotonic() - state.run_started
         with self._lock:
             if state.running is future:
                 state.running = None
@@ -276,33 +291,60 @@ def nothing_to_watch(state: CollectorState) -> str:
     return f"nothing to watch on this machine{reason}"
 
 
+_Job = tuple[CollectorState, "Future[list[Metric]]"]
+
+
 class _Worker:
-    """One daemon thread running one collector's runs in turn.
+    """A daemon thread running collectors' runs in turn.
 
     Not a ThreadPoolExecutor: its threads are joined at interpreter exit, so one
     collector stuck in a read would keep the agent from ever stopping.
     """
 
-    def __init__(self, name: str) -> None:
-        self._jobs: queue.SimpleQueue[tuple[Collector, Future[list[Metric]]] | None] = \
-            queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self.current: CollectorState | None = None
+        self._abandoned = False
+        self._thread = threading.Thread(target=self._serve, name="collectors", daemon=True)
         self._thread.start()
 
-    def submit(self, collector: Collector) -> Future[list[Metric]]:
+    def submit(self, state: CollectorState) -> Future[list[Metric]]:
         future: Future[list[Metric]] = Future()
-        self._jobs.put((collector, future))
+        self.put((state, future))
         return future
+
+    def put(self, job: _Job) -> None:
+        self._jobs.put(job)
 
     def stop(self) -> None:
         self._jobs.put(None)
 
+    def abandon(self) -> list[_Job]:
+        """Give up on this lane (its current run is stuck): return the queued jobs.
+        The thread ends by itself if the stuck run ever returns."""
+        self._abandoned = True
+        jobs: list[_Job] = []
+        while True:
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                # If the thread got past its abandoned check just now, this ends it.
+                self._jobs.put(None)
+                return jobs
+            if job is not None:
+                jobs.append(job)
+
     def _serve(self) -> None:
-        while (job := self._jobs.get()) is not None:
-            collector, future = job
+        while not self._abandoned and (job := self._jobs.get()) is not None:
+            state, future = job
+            # Set before the future reads as running: the deadline counts from here.
+            state.run_started = time.monotonic()
             if not future.set_running_or_notify_cancel():
                 continue
+            self.current = state
             try:
-                future.set_result(list(collector.collect()))
+                future.set_result(list(state.collector.collect()) if state.collector else [])
             except BaseException as err:  # reported through the future, never lost
                 future.set_exception(err)
+            finally:
+                self.current = None

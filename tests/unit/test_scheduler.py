@@ -172,3 +172,19 @@ def test_nothing_to_watch_says_why() -> None:
     scheduler.run_once()
     (check, _) = scheduler.health_checks()
     assert check.message == "nothing to watch on this machine (no such device)"
+
+
+def test_slow_collector_within_its_deadline_does_not_hold_up_the_others(
+        hung_release: threading.Event) -> None:
+    # Collectors share one lane; a run past LANE_PATIENCE leaves the lane to itself.
+    scheduler = Scheduler([settings(Hung, interval=30, timeout=10), settings(Fine, 0.2)],
+                          CollectorContext())
+    scheduler.start()
+    wait_until(lambda: next(s for s in scheduler.snapshot() if s.name == "fine").runs >= 5,
+               message="five runs of the fast collector while the slow one runs")
+    hung = next(s for s in scheduler.snapshot() if s.name == "hung")
+    assert hung.outcome == "pending" and not hung.failures  # slow, not failed
+    hung_release.set()
+    wait_until(lambda: next(s for s in scheduler.snapshot() if s.name == "hung").outcome == "ok",
+               message="the slow collector's result")
+    scheduler.stop()
