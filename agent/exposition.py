@@ -115,52 +115,99 @@ class SelfMetrics:
         start = GaugeMetricFamily("totem_agent_start_time_seconds",
                                   "Unix time the agent started.", value=self.started)
         families: list[Metric] = [success, duration, runs, failures, last_ok, build, start]
-        for source in self.extra:
-            families.extend(source())
         families.extend(self._process.collect())
         return add_labels(families, self.labels)
 
+    def live(self) -> list[Metric]:
+        """The small families that change between cycles (events, HTTP, push)."""
+        families: list[Metric] = []
+        for source in self.extra:
+            families.extend(source())
+        return add_labels(families, self.labels)
+
+
+_EOF = b"# EOF\n"
+
 
 class Exposition:
+    """The body is two parts, each rendered only when it changed: what the last
+    collection cycle saw (hundreds of samples; re-rendered once per cycle, by warm()
+    as the cycle completes) and the live tail (business, HTTP and push counters, a
+    few dozen samples, which any event or request changes)."""
+
     def __init__(self, scheduler: Scheduler, self_metrics: SelfMetrics) -> None:
         self.scheduler = scheduler
         self.self_metrics = self_metrics
         self._lock = threading.Lock()
-        # A lock-free counter: invalidate() runs under the scheduler's lock, and
+        # Lock-free counters: invalidate() runs under the scheduler's lock, and
         # render() takes the scheduler's lock under ours; a shared lock would deadlock.
         self._counter = itertools.count(1)
-        self._generation = 0
-        self._cache: dict[tuple[str, bool], bytes] = {}
-        self._cache_generation = -1
+        self._generation = 0         # of the collected part
+        self._live_generation = 0    # of the live tail
+        # (part, content type) -> (generation, bytes without OpenMetrics' "# EOF")
+        self._parts: dict[tuple[str, str], tuple[int, bytes]] = {}
+        # (content type, gzip) -> ((generation, live generation), body)
+        self._bodies: dict[tuple[str, bool], tuple[tuple[int, int], bytes]] = {}
+        # The headers of the latest scrape: what warm() renders ahead of the next one.
+        self._last_scrape: tuple[str | None, str | None] | None = None
 
     def invalidate(self) -> None:
-        """Called whenever a collector finishes: the next scrape renders anew."""
+        """A collector finished: the collected part is rendered anew."""
         self._generation = next(self._counter)
 
-    def families(self) -> list[Metric]:
+    def invalidate_live(self) -> None:
+        """An event or a request changed a live counter: only the tail is rendered anew."""
+        self._live_generation = next(self._counter)
+
+    def warm(self) -> None:
+        """Render what the latest scraper asked for, now, off the scrape's path.
+
+        Called when a collection cycle has finished (the collectors' lane is idle),
+        so the next scrape is a cache hit even when scrape and collection intervals
+        are equal and every scrape would otherwise find a new cycle.
+        """
+        if self._last_scrape is not None:
+            self.render(*self._last_scrape, scrape=False)
+
+    def collected_families(self) -> list[Metric]:
         out: list[Metric] = []
         for state in self.scheduler.snapshot():
             out.extend(state.families)
         out.extend(self.self_metrics.collect())
         return out
 
-    def render(self, accept: str | None, accept_encoding: str | None) -> tuple[bytes, str, bool]:
+    def families(self) -> list[Metric]:
+        return self.collected_families() + self.self_metrics.live()
+
+    def _part(self, part: str, generation: int, content_type: str,
+              encoder: Callable[[Any], bytes]) -> bytes:
+        cached = self._parts.get((part, content_type))
+        if cached is not None and cached[0] == generation:
+            return cached[1]
+        families = (self.collected_families() if part == "collected"
+                    else self.self_metrics.live())
+        text = fast_encoder(encoder, families)(_Families(families))
+        text = text.removesuffix(_EOF)
+        self._parts[(part, content_type)] = (generation, text)
+        return text
+
+    def render(self, accept: str | None, accept_encoding: str | None,
+               scrape: bool = True) -> tuple[bytes, str, bool]:
         """(body, content type, gzipped) for a scrape with these request headers."""
+        if scrape:
+            self._last_scrape = (accept, accept_encoding)
         encoder, content_type = choose_encoder(accept or "")
         use_gzip = "gzip" in (accept_encoding or "")
-        key = (content_type, use_gzip)
         with self._lock:
-            if self._cache_generation != self._generation:
-                self._cache.clear()
-                self._cache_generation = self._generation
-            body = self._cache.get(key)
-            if body is None:
-                plain_key = (content_type, False)
-                plain = self._cache.get(plain_key)
-                if plain is None:
-                    families = self.families()
-                    plain = fast_encoder(encoder, families)(_Families(families))
-                    self._cache[plain_key] = plain
-                body = gzip.compress(plain, compresslevel=6, mtime=0) if use_gzip else plain
-                self._cache[key] = body
+            generations = (self._generation, self._live_generation)
+            cached = self._bodies.get((content_type, use_gzip))
+            if cached is not None and cached[0] == generations:
+                return cached[1], content_type, use_gzip
+            body = (self._part("collected", generations[0], content_type, encoder)
+                    + self._part("live", generations[1], content_type, encoder))
+            if content_type.startswith("application/openmetrics-text"):
+                body += _EOF
+            if use_gzip:
+                body = gzip.compress(body, compresslevel=6, mtime=0)
+            self._bodies[(content_type, use_gzip)] = (generations, body)
         return body, content_type, use_gzip

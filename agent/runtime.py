@@ -77,12 +77,13 @@ class Agent:
         self.self_metrics = SelfMetrics(self.scheduler, config.labels, extra=extra)
         self.exposition = Exposition(self.scheduler, self.self_metrics)
         self.scheduler.on_change = self.exposition.invalidate
+        self.scheduler.on_idle = self.exposition.warm
         if self.business is not None:
-            self.business.on_change = self.exposition.invalidate
+            self.business.on_change = self.exposition.invalidate_live
         # A scrape does not invalidate the cache it is served from (its own count shows
-        # from the next render); any other request does.
+        # from the next render); any other request renews the live tail.
         self.http_metrics.on_change = lambda handler: (
-            None if handler == "/metrics" else self.exposition.invalidate())
+            None if handler == "/metrics" else self.exposition.invalidate_live())
         self.health = HealthModel(config.instance, config.labels)
         self.health.add_source(self.scheduler)
         self.health.add_source(self.events)

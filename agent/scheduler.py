@@ -102,6 +102,8 @@ class Scheduler:
                  clock: Callable[[], float] = time.time) -> None:
         self.labels = dict(labels or {})
         self.on_change = on_change or (lambda: None)
+        # Called on the lane when it has no more runs queued: a cycle is complete.
+        self.on_idle: Callable[[], None] = lambda: None
         self.clock = clock
         # Re-entrant: a future that is already done runs its callback at once, in the
         # thread that added it, which holds this lock.
@@ -110,7 +112,7 @@ class Scheduler:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self.states: dict[str, CollectorState] = {}
-        self._lane = _Worker()
+        self._lane = _Worker(self._lane_idle)
         for item in settings:
             self.states[item.name] = self._build(item, context)
 
@@ -205,9 +207,15 @@ class Scheduler:
         if current is not None and (current.deadline_reported
                                     or now - current.run_started >= LANE_PATIENCE):
             # Leave the lane to the slow run; the queue behind it moves on.
-            slow, self._lane = self._lane, _Worker()
+            slow, self._lane = self._lane, _Worker(self._lane_idle)
             for job in slow.abandon():
                 self._lane.put(job)
+
+    def _lane_idle(self) -> None:
+        try:
+            self.on_idle()
+        except Exception:  # the lane must keep running collectors whatever happens here
+            log.exception("after-cycle work failed")
 
     def _finished(self, state: CollectorState, future: Future[list[Metric]]) -> None:
         elapsed = time.monotonic() - state.run_started
@@ -301,7 +309,8 @@ class _Worker:
     collector stuck in a read would keep the agent from ever stopping.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, on_idle: Callable[[], None]) -> None:
+        self._on_idle = on_idle
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self.current: CollectorState | None = None
         self._abandoned = False
@@ -348,3 +357,5 @@ class _Worker:
                 future.set_exception(err)
             finally:
                 self.current = None
+            if self._jobs.empty():
+                self._on_idle()

@@ -16,7 +16,7 @@ from prometheus_client.core import CounterMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support import free_port
+from tests.support import free_port, wait_until
 from totem_agent.cli import ExitStatus
 from totem_agent.collectors.base import Collector, CollectorContext
 from totem_agent.config import CollectorSettings
@@ -183,3 +183,28 @@ def test_head_sends_no_body_on_a_kept_alive_connection(server: Server) -> None:
         assert again.status == 200 and json.loads(again.read())["status"] == "ok"
     finally:
         connection.close()
+
+
+def test_finished_cycle_is_rendered_before_the_next_scrape(server: Server) -> None:
+    server.scheduler.on_idle = server.exposition.warm
+    # What the scraper asks for (called directly: an HTTP request also invalidates
+    # the cache once it has been answered, which would race with this test).
+    server.exposition.render(None, "gzip")
+    server.scheduler.run_once()  # a new cycle: the lane goes idle, warm() renders it
+    bodies = server.exposition._bodies
+    key = ("text/plain; version=0.0.4; charset=utf-8", True)
+    # warm() runs on the lane just after the run's result is handed over: poll.
+    wait_until(lambda: bodies[key][0][0] == server.exposition._generation,
+               message="the new cycle rendered without a scrape")
+
+
+def test_an_event_renews_only_the_live_tail(server: Server) -> None:
+    first, _, _ = server.exposition.render(None, None)
+    server.exposition.invalidate_live()
+    second, _, _ = server.exposition.render(None, None)
+    assert second == first
+    parts = server.exposition._parts
+    collected_before = parts[("collected", "text/plain; version=0.0.4; charset=utf-8")]
+    server.exposition.invalidate_live()
+    server.exposition.render(None, None)
+    assert parts[("collected", "text/plain; version=0.0.4; charset=utf-8")] is collected_before
