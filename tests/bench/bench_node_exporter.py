@@ -33,6 +33,7 @@ import contextlib
 import http.client
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -383,9 +384,25 @@ def main(argv: list[str] | None = None) -> int:
     text = bench_report.report(args, results, prof, command)
     print(text)
     if args.write_docs:
-        (REPO / "docs" / "benchmarks.md").write_text(text)
-        print("wrote docs/benchmarks.md", file=sys.stderr)
+        write_section(REPO / "docs" / "benchmarks.md", text)
+        print("wrote its section of docs/benchmarks.md", file=sys.stderr)
     return 0
+
+
+START = "<!-- bench_node_exporter.py: start -->"
+END = "<!-- bench_node_exporter.py: end -->"
+
+
+def write_section(doc: Path, text: str) -> None:
+    """Replace this benchmark's section of the shared file, keeping the others."""
+    section = START + "\n" + re.sub(r"^(#+) ", r"#\1 ", text, flags=re.M).rstrip() + "\n" + END
+    current = doc.read_text() if doc.exists() else "# Benchmarks\n"
+    if START in current and END in current:
+        head, rest = current.split(START, 1)
+        current = head + section + rest.split(END, 1)[1]
+    else:
+        current = current.rstrip() + "\n\n" + section + "\n"
+    doc.write_text(current)
 
 
 if __name__ == "__main__":
