@@ -79,6 +79,18 @@ def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
 
 
 @dataclass
+
+def terminate(proc: subprocess.Popen[Any]) -> int:
+    """terminate(), wait (kill after STOP_TIMEOUT); the exit code."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return int(proc.returncode)
+
 class HttpResult:
     status: int
     body: bytes
@@ -162,16 +174,7 @@ class ServerProcess:
                 f"{_tail(self.log_text())}")
 
     def stop(self) -> int | None:
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
+        return None if self.proc is None else terminate(self.proc)
 
 
 def start_node_exporter(workdir: Path, textfile_dir: Path) -> ServerProcess:
@@ -394,13 +397,7 @@ class AgentProcess:
         """terminate(), wait; the exit code (0 after a clean SIGTERM shutdown)."""
         if self.proc is None:
             return None
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc)
         if self._reader is not None:
             self._reader.join(5)
         return self.proc.returncode
