@@ -78,8 +78,6 @@ def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-@dataclass
-
 def terminate(proc: subprocess.Popen[Any]) -> int:
     """terminate(), wait (kill after STOP_TIMEOUT); the exit code."""
     if proc.poll() is None:
@@ -91,6 +89,8 @@ def terminate(proc: subprocess.Popen[Any]) -> int:
             proc.wait()
     return int(proc.returncode)
 
+
+@dataclass
 class HttpResult:
     status: int
     body: bytes
