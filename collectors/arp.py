@@ -10,7 +10,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from totem_agent.collectors._filters import NameFilter, regex_option
-from totem_agent.collectors.base import Collector, CollectorContext, read_text
+from totem_agent.collectors.base import Collector, CollectorContext, parse_file
 
 # "IP address  HW type  Flags  HW address  Mask  Device": 9 words in the header,
 # 6 columns per entry.
@@ -35,10 +35,7 @@ class ArpCollector(Collector):
 
     def collect(self) -> Iterable[Metric]:
         path = self.context.paths.proc("net", "arp")
-        try:
-            entries = parse_arp(read_text(path))
-        except ValueError as err:
-            raise ValueError(f"{path}: {err}") from err
+        entries = parse_file(path, parse_arp)
         family = GaugeMetricFamily("node_arp_entries", "ARP entries by device",
                                    labels=["device"])
         for device, count in sorted(entries.items()):

@@ -14,14 +14,16 @@ down: no conntrack module, no hwmon chips).
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from prometheus_client.metrics_core import Metric
 
 from totem_agent.options import Option
+
+T = TypeVar("T")
 
 
 class NoDataError(Exception):
@@ -82,3 +84,13 @@ def read_text(path: Path) -> str:
         return path.read_text()
     except FileNotFoundError:
         raise NoDataError(f"{path} does not exist") from None
+
+
+def parse_file(path: Path, parse: Callable[[str], T]) -> T:
+    """Read a /proc or /sys file and parse it: a missing file is NoDataError, and a
+    parse error (ValueError) names the file it came from."""
+    text = read_text(path)
+    try:
+        return parse(text)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from err

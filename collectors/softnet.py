@@ -12,7 +12,7 @@ from typing import NamedTuple
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.metrics_core import Metric
 
-from totem_agent.collectors.base import Collector, read_text
+from totem_agent.collectors.base import Collector, parse_file
 
 # Every kernel since 2.6 prints at least processed, dropped, time_squeeze, five
 # unused columns and cpu_collision; node_exporter's procfs wants those 9.
@@ -32,10 +32,7 @@ class SoftnetCollector(Collector):
 
     def collect(self) -> Iterable[Metric]:
         path = self.context.paths.proc("net", "softnet_stat")
-        try:
-            rows = parse_softnet(read_text(path))
-        except ValueError as err:
-            raise ValueError(f"{path}: {err}") from err
+        rows = parse_file(path, parse_softnet)
         processed = CounterMetricFamily("node_softnet_processed", "Number of processed packets",
                                         labels=["cpu"])
         dropped = CounterMetricFamily("node_softnet_dropped", "Number of dropped packets",

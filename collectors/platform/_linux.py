@@ -10,7 +10,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TypeVar
 
-from totem_agent.collectors.base import HostPaths, read_text
+from totem_agent.collectors.base import HostPaths, parse_file
 from totem_agent.collectors.platform._linux_devices import (
     parse_diskstats,
     parse_mounts,
@@ -97,7 +97,7 @@ class LinuxSource:
         if not source.exists():
             source = self.paths.proc("mounts")
         rootfs = str(self.paths.rootfs)
-        return _parse_required(source, lambda text: parse_mounts(text, rootfs))
+        return parse_file(source, lambda text: parse_mounts(text, rootfs))
 
     def filesystem_usage(self, mounts: Sequence[Mount], timeout: float) -> list[FilesystemUsage]:
         def where(mount: Mount) -> str:
@@ -120,7 +120,7 @@ class LinuxSource:
         return MountGuard(self._statvfs)
 
     def disk_stats(self, exclude: Callable[[str], bool]) -> list[DiskStats]:
-        disks = _parse_required(self.paths.proc("diskstats"), parse_diskstats)
+        disks = parse_file(self.paths.proc("diskstats"), parse_diskstats)
         return [DiskStats(device=d.device, counters=d.counters, major=d.major, minor=d.minor,
                           properties=self._udev_properties(d.major, d.minor))
                 for d in disks if not exclude(d.device)]
@@ -134,7 +134,7 @@ class LinuxSource:
             return {}  # no udev here (containers, minimal images): info labels stay ""
 
     def net_dev_stats(self, exclude: Callable[[str], bool]) -> list[NetDevStats]:
-        devices = _parse_required(self.paths.proc("net", "dev"), parse_net_dev)
+        devices = parse_file(self.paths.proc("net", "dev"), parse_net_dev)
         stats = []
         for name, counters in devices.items():
             if exclude(name):
@@ -147,15 +147,6 @@ class LinuxSource:
                 counters["receive_nohandler"] = float(int(nohandler.read_text()))
             stats.append(NetDevStats(device=name, counters=counters))
         return stats
-
-
-def _parse_required(path: Path, parse: Callable[[str], T]) -> T:
-    """As _parse_file, but a missing file is NoDataError (nothing to watch here)."""
-    text = read_text(path)
-    try:
-        return parse(text)
-    except ValueError as err:
-        raise ValueError(f"{path}: {err}") from err
 
 
 def _parse_file(path: Path, parse: Callable[[str], T]) -> T:
