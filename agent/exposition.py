@@ -25,6 +25,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics import exposition as openmetrics
 
 from totem_agent import __version__
+from totem_agent.openmetrics_render import OpenMetricsRenderer
 from totem_agent.scheduler import FAILURE_REASONS, Scheduler, add_labels
 
 # Prometheus' legacy character sets: names in them need no escaping at all.
@@ -129,6 +130,14 @@ class SelfMetrics:
 _EOF = b"# EOF\n"
 
 
+def _renders_fast(encoder: Callable[[Any], bytes]) -> bool:
+    """OpenMetrics 1.0.0 whose escaping leaves legacy names as they are."""
+    keywords = getattr(encoder, "keywords", {})
+    return (getattr(encoder, "func", None) is openmetrics.generate_latest
+            and keywords.get("escaping") in (openmetrics.UNDERSCORES, openmetrics.ALLOWUTF8)
+            and keywords.get("version", "1.0.0") == "1.0.0")
+
+
 class Exposition:
     """The body is two parts, each rendered only when it changed: what the last
     collection cycle saw (hundreds of samples; re-rendered once per cycle, by warm()
@@ -146,6 +155,8 @@ class Exposition:
         self._live_generation = 0    # of the live tail
         # (part, content type) -> (generation, bytes without OpenMetrics' "# EOF")
         self._parts: dict[tuple[str, str], tuple[int, bytes]] = {}
+        # One per part: each caches the prefixes of its own series.
+        self._fast = {"collected": OpenMetricsRenderer(), "live": OpenMetricsRenderer()}
         # (content type, gzip) -> ((generation, live generation), body)
         self._bodies: dict[tuple[str, bool], tuple[tuple[int, int], bytes]] = {}
         # The headers of the latest scrape: what warm() renders ahead of the next one.
@@ -186,7 +197,11 @@ class Exposition:
             return cached[1]
         families = (self.collected_families() if part == "collected"
                     else self.self_metrics.live())
-        text = fast_encoder(encoder, families)(_Families(families))
+        text = None
+        if _renders_fast(encoder):
+            text = self._fast[part].render(families)
+        if text is None:
+            text = fast_encoder(encoder, families)(_Families(families))
         text = text.removesuffix(_EOF)
         self._parts[(part, content_type)] = (generation, text)
         return text

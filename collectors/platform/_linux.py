@@ -24,7 +24,11 @@ from totem_agent.collectors.platform._linux_system import (
     parse_proc_stat,
     uname_info,
 )
-from totem_agent.collectors.platform._mount_guard import MountGuard
+from totem_agent.collectors.platform._mount_guard import (
+    MountGuard,
+    describe_stat_error,
+    may_hang,
+)
 from totem_agent.collectors.platform.types import (
     ClockSource,
     CpuTimes,
@@ -103,7 +107,12 @@ class LinuxSource:
         def where(mount: Mount) -> str:
             return os.path.join(self.paths.rootfs, mount.mountpoint.lstrip("/"))
 
-        outcomes = self._mount_guard.run((where(m) for m in mounts), timeout)
+        outcomes: dict[str, os.statvfs_result | str] = {}
+        for mount in mounts:
+            if not may_hang(mount.fstype):
+                outcomes[where(mount)] = self._statvfs_now(where(mount))
+        outcomes.update(self._mount_guard.run(
+            (where(m) for m in mounts if may_hang(m.fstype)), timeout))
         usage = []
         for mount in mounts:
             outcome = outcomes[where(mount)]
@@ -114,6 +123,12 @@ class LinuxSource:
             else:
                 usage.append(usage_from_statvfs(mount, outcome))
         return usage
+
+    def _statvfs_now(self, path: str) -> os.statvfs_result | str:
+        try:
+            return self._statvfs(path)
+        except OSError as err:
+            return describe_stat_error(err)
 
     @cached_property
     def _mount_guard(self) -> MountGuard[os.statvfs_result]:

@@ -32,6 +32,20 @@ T = TypeVar("T")
 STAT_WORKERS = 4
 
 TIMED_OUT = "statfs did not return within the mount timeout"
+
+# Filesystems whose statfs can block: served over the network, by a user-space
+# process (FUSE), or mounted on first access (autofs). A local filesystem answers
+# statfs from its superblock in memory, so it is called directly: handing each
+# call to a thread cost more than everything else the filesystem collector does.
+MAY_HANG_FSTYPES = frozenset({
+    "nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "ceph", "glusterfs", "davfs", "afs",
+    "ncpfs", "coda", "lustre", "gpfs", "ocfs2", "gfs2", "autofs", "sshfs", "virtiofs",
+})
+
+
+def may_hang(fstype: str) -> bool:
+    """Whether a statfs on this filesystem type needs the guard's timeout."""
+    return fstype in MAY_HANG_FSTYPES or fstype.startswith(("fuse", "nfs"))
 STILL_STUCK = "an earlier statfs on this mount has not returned yet"
 
 
@@ -148,7 +162,7 @@ class MountGuard(Generic[T]):
         except FutureTimeout:
             pass
         except Exception as err:
-            return _describe(err)
+            return describe_stat_error(err)
         # Decide under the lock the job takes to deliver, so a call that returns
         # just now is either used here or knows it was given up on: never both.
         with self._lock:
@@ -158,8 +172,9 @@ class MountGuard(Generic[T]):
                             "until it does", extra={"mountpoint": path})
                 return TIMED_OUT
         error = future.exception()
-        return _describe(error) if error is not None else future.result()
+        return describe_stat_error(error) if error is not None else future.result()
 
 
-def _describe(err: BaseException) -> str:
+def describe_stat_error(err: BaseException) -> str:
+    """The same words for a statfs error whether it ran guarded or not."""
     return str(err) or type(err).__name__

@@ -64,3 +64,24 @@ def test_text_format_is_left_alone() -> None:
     encoder, content_type = choose_encoder("text/plain")
     assert content_type.startswith("text/plain")
     assert fast_encoder(encoder, awkward_families()) is encoder
+
+
+def test_the_caching_renderer_writes_prometheus_clients_bytes() -> None:
+    from totem_agent.openmetrics_render import OpenMetricsRenderer
+
+    encoder, _ = choose_encoder(PROMETHEUS_ACCEPT)
+    renderer = OpenMetricsRenderer()
+    for _ in range(2):  # the second render comes from the prefix cache
+        families = live_families() + awkward_families()
+        expected = encoder(_Families(families)).removesuffix(b"# EOF\n")
+        assert renderer.render(families) == expected
+
+
+def test_the_caching_renderer_declines_what_it_does_not_handle() -> None:
+    from totem_agent.openmetrics_render import OpenMetricsRenderer
+
+    odd = GaugeMetricFamily("node.dotted", "Dotted name.", value=1.0)
+    stamped = GaugeMetricFamily("node_stamped", "With a timestamp.")
+    stamped.add_metric([], 1.0, timestamp=12.5)
+    for family in (odd, stamped):
+        assert OpenMetricsRenderer().render([*awkward_families(), family]) is None
