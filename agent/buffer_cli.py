@@ -8,6 +8,7 @@ openmetrics` loads, so a technician can salvage the history by hand.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -229,10 +230,8 @@ def run_buffer_command(args: Any, state_dir: str, out: TextIO, err: TextIO) -> i
                 # `... | head`: the reader has what it wanted. Point stdout at devnull so
                 # the interpreter's final flush does not complain again (Python docs' recipe).
                 devnull = os.open(os.devnull, os.O_WRONLY)
-                try:
+                with contextlib.suppress(OSError, ValueError):
                     os.dup2(devnull, out.fileno())
-                except (OSError, ValueError):
-                    pass
         return 0
     finally:
         buffer.close()

@@ -45,12 +45,21 @@ FAMILIES: dict[str, Family] = {
                                    "(every status), in the store's currency.", AMOUNT_BUCKETS),
     "totem_service_usage": Family("counter", "Uses of a kiosk service, by outcome."),
     "totem_errors": Family("counter", "Errors the kiosk application reported, by type."),
+    "totem_payment_device_last_successful_transaction_timestamp_seconds": Family(
+        "gauge", "When the PIN pad last took an approved payment (payment events naming "
+        "a device)."),
+    "totem_payment_device_errors": Family("counter", "Payment errors by PIN pad and error "
+                                          "code (payment events with error_code)."),
 }
+# Payment statuses that mean the PIN pad did its job.
+SUCCESSFUL_PAYMENT = frozenset({"approved", "ok", "success", "succeeded"})
 
 
-def effects(event: Event, labels: Mapping[str, str]) -> list[tuple[str, LabelKey, float]]:
+def effects(event: Event, labels: Mapping[str, str], now: float | None = None
+            ) -> list[tuple[str, LabelKey, float]]:
     """(family, label key, value) updates one event makes: +value on a counter, an
-    observation on a histogram, the value of a gauge. `labels`: after folding."""
+    observation on a histogram, the value of a gauge. `labels`: after folding; `now`:
+    the time of an event that carries no timestamp."""
     def key(*names: str) -> LabelKey:
         return tuple(sorted((n, labels[n]) for n in names if n in labels))
 
@@ -67,6 +76,13 @@ def effects(event: Event, labels: Mapping[str, str]) -> list[tuple[str, LabelKey
             out = [("totem_payment_processed", key("status", "method"), 1.0)]
             if "amount" in v:
                 out.append(("totem_payment_amount", key("method"), v["amount"]))
+            if "device" in labels:
+                when = event.timestamp if event.timestamp is not None else now
+                if labels.get("status") in SUCCESSFUL_PAYMENT and when is not None:
+                    out.append(("totem_payment_device_last_successful_transaction_"
+                                "timestamp_seconds", key("device"), when))
+                if "code" in labels:
+                    out.append(("totem_payment_device_errors", key("device", "code"), 1.0))
             return out
         case "service_usage":
             return [("totem_service_usage", key("service", "status"), 1.0)]
@@ -154,7 +170,7 @@ class BusinessMetrics:
                     continue
                 labels, n = self._fold(event.labels, admitted)
                 folded += n
-                for name, key, value in effects(event, labels):
+                for name, key, value in effects(event, labels, now):
                     family = FAMILIES[name]
                     state = changed.get((name, key))
                     if state is None:

@@ -45,6 +45,11 @@ exit codes: 0 ok, 1 degraded (something needs a look), 2 failing (the agent cann
 do its job), 3 unreachable (the agent is not running or not on that address)."""
 
 
+BUFFER_EPILOG = """\
+The buffer is state_dir/buffer.sqlite ([agent] state_dir). exit codes: 0 done,
+4 the buffer cannot be read, 64 a --since/--until that is not a time."""
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
@@ -70,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--listen", metavar="HOST:PORT",
                      help=f"address to serve on, overriding the config "
                           f"(default 127.0.0.1:{DEFAULT_PORT}; 0.0.0.0:PORT exposes it)")
+    run.add_argument("--web-config", metavar="FILE",
+                     help="exporter-toolkit web-config file (TLS, client certificates, "
+                          "basic auth), overriding [agent] web_config; see docs/security.md")
 
     check = add("check-config", "Check a config file and the TOTEM_AGENT_* environment; "
                 "print every problem with its key, or the effective settings.")
@@ -111,6 +119,49 @@ def build_parser() -> argparse.ArgumentParser:
                "report the result.")
     config_arg(push)
 
+    buffer = add("buffer", "Look into the buffer kept for remote_write (works while the agent "
+                 "runs, or on a disk taken out of a kiosk).", epilog=BUFFER_EPILOG)
+    buffer_sub = buffer.add_subparsers(dest="buffer_command", metavar="stats|export",
+                                       parser_class=_Parser, required=True)
+    stats = buffer_sub.add_parser("stats", help="per destination: pending samples, oldest, "
+                                  "sent, dropped; and the buffer's size on disk",
+                                  description="Per destination: pending samples, the oldest "
+                                  "one's age, sent and dropped; the buffer's size on disk.")
+    config_arg(stats)
+    stats.add_argument("--json", action="store_true", help="print JSON for scripts")
+    export = buffer_sub.add_parser("export", help="write buffered samples as OpenMetrics "
+                                   "(loadable by promtool tsdb create-blocks-from openmetrics) "
+                                   "or JSON lines", description="Write buffered samples with "
+                                   "their timestamps. OpenMetrics output loads with `promtool "
+                                   "tsdb create-blocks-from openmetrics FILE DIR`.")
+    config_arg(export)
+    export.add_argument("--since", metavar="WHEN", help="from this time: "
+                        "2026-11-23T10:00:00Z, a Unix time, or a duration ago (24h, 7d)")
+    export.add_argument("--until", metavar="WHEN", help="up to (not including) this time")
+    export.add_argument("--format", choices=("openmetrics", "jsonl"), default="openmetrics",
+                        help="openmetrics (default) or jsonl (one JSON object per sample)")
+    export.add_argument("--output", "-o", metavar="FILE",
+                        help="write to FILE instead of standard output")
+
+    tray = add("tray", "Show a tray icon that follows the running agent's health (green ok, "
+               "amber degraded, red failing, grey unreachable); needs a desktop session and "
+               "the tray extra. See docs/status-page.md.")
+    config_arg(tray)
+    tray.add_argument("--url", help="agent address (default: from the config's listen)")
+    tray.add_argument("--interval", type=float, default=5.0, metavar="SECONDS",
+                      help="ask the agent this often (default 5)")
+
+    service = add("service", "Install or remove totem-agent as a service of this machine "
+                  "(Linux: systemd, via install.sh; Windows: a Windows service). "
+                  "docs/install.md")
+    service.add_argument("action", choices=("install", "uninstall", "run"),
+                         help="run: what Windows' service manager starts")
+    service.add_argument("--purge", action="store_true",
+                         help="uninstall: also remove the config and the buffer")
+    service.add_argument("--root", metavar="DIR",
+                         help="Linux: install into this directory tree instead of /")
+    config_arg(service)
+
     add("version", "Print the version of totem-agent and of its platform.")
     return parser
 
@@ -128,9 +179,19 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         print(f"totem-agent {__version__} (Python {platform.python_version()}, "
               f"{platform.system()} {platform.release()} {platform.machine()})", file=out)
         return ExitStatus.OK
+    if args.command == "service":
+        from totem_agent.service_cli import service_command
+
+        return service_command(args.action, args.root, args.purge, args.config, env, out, err)
+    if args.command == "tray":  # before the config: the user may not be allowed to read it
+        from totem_agent.tray import run_tray, tray_url
+
+        return run_tray(args.url or tray_url(args.config, env, err), args.interval, err)
     from totem_agent.config import ConfigError, load_config
 
     overrides = {"listen": args.listen} if getattr(args, "listen", None) else None
+    if getattr(args, "web_config", None):
+        overrides = {**(overrides or {}), "web_config": args.web_config}
     try:
         config = load_config(args.config, env=env, overrides=overrides)
     except ConfigError as problem:
@@ -139,9 +200,13 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
             print(f"  {line}", file=err)
         return ExitStatus.BAD_CONFIG
     if args.command == "check-config":
+        from totem_agent.secrets_policy import check_config_warnings
+
         if not args.quiet:
             print(f"config OK: {config.source}", file=out)
             print(json.dumps(_effective(config), indent=2, default=str), file=out)
+        for warning in check_config_warnings(config):
+            print(f"warning: {warning}", file=err)
         return ExitStatus.OK
     if args.command == "collect":
         return _collect_once(config, args.collector, out, err)
@@ -157,16 +222,22 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         from totem_agent.event_cli import push_once
 
         return push_once(config, out, err)
+    if args.command == "buffer":
+        from totem_agent.buffer_cli import run_buffer_command
+
+        return run_buffer_command(args, str(config.agent["state_dir"]), out, err)
     if args.command == "status":
         from totem_agent.status import show_status
 
         return show_status(args.url or _url_from_listen(config.agent["listen"]),
                            as_json=args.json, timeout=args.timeout, out=out, err=err)
-    return _run(config, err)
+    return _run(config, err, env)
 
 
 def _effective(config: Any) -> dict[str, Any]:
-    return {
+    from totem_agent.secrets_policy import redact_secrets
+
+    return redact_secrets({
         "agent": dict(config.agent),
         "labels": dict(config.labels),
         "collectors": {c.name: {"enabled": c.enabled, "interval": c.interval,
@@ -177,7 +248,8 @@ def _effective(config: Any) -> dict[str, Any]:
         "events": {**config.events, "token": "(set)" if config.events.get("token") else ""},
         "pushgateway": {**config.pushgateway,
                         "password": "(set)" if config.pushgateway.get("password") else ""},
-    }
+        "remote_write": [dict(destination) for destination in config.remote_write],
+    })
 
 
 def _url_from_listen(listen: str) -> str:
@@ -220,14 +292,21 @@ def _collect_once(config: Any, only: list[str] | None, out: TextIO, err: TextIO)
     return ExitStatus.DEGRADED if failed else ExitStatus.OK
 
 
-def _run(config: Any, err: TextIO) -> int:
+def _run(config: Any, err: TextIO, env: Mapping[str, str] | None = None) -> int:
     from totem_agent.logs import setup_logging
     from totem_agent.runtime import Agent
+    from totem_agent.sdnotify import ServiceNotifier
 
     setup_logging(config.log)
     agent = Agent(config)
+    # systemd's Type=notify: None when no service manager listens.
+    notifier = ServiceNotifier.from_env(env or {}, agent.scheduler, agent.health)
     try:
         agent.start()
+    except ValueError as error:  # WebConfigError: the web-config file changed since the check
+        print(f"totem-agent: {error}", file=err)
+        agent.scheduler.stop(wait=0)
+        return ExitStatus.BAD_CONFIG
     except OSError as error:
         listen = config.agent["listen"]
         print(f"totem-agent: cannot serve on {listen}: {error.strerror or error}. "
@@ -242,9 +321,15 @@ def _run(config: Any, err: TextIO) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    if notifier is not None:
+        notifier.ready()
     while not done.wait(1.0):
         pass
+    if notifier is not None:
+        notifier.stopping()
     agent.stop()
+    if notifier is not None:
+        notifier.close()
     return ExitStatus.OK
 
 

@@ -22,6 +22,7 @@ from totem_agent import DEFAULT_PORT
 from totem_agent.collectors import builtin_collectors, runs_here
 from totem_agent.collectors.base import Collector
 from totem_agent.options import Option, OptionError
+from totem_agent.outputs.remote_write_config import load_remote_write
 
 ENV_PREFIX = "TOTEM_AGENT_"
 ENV_CONFIG_FILE = "TOTEM_AGENT_CONFIG"
@@ -43,6 +44,17 @@ def default_state_dir(platform: str = sys.platform) -> str:
         return "/var/lib/totem-agent"
     state_home = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return str(Path(state_home, "totem-agent"))
+
+
+def _check_web_config(value: str) -> None:
+    if not value:
+        return
+    from totem_agent.webconfig import WebConfigError, load_web_config
+
+    try:
+        load_web_config(value)
+    except WebConfigError as err:
+        raise OptionError("; ".join(err.problems)) from None
 
 
 def _check_instance(value: str) -> None:
@@ -68,6 +80,10 @@ AGENT_OPTIONS: dict[str, Option] = {
                      "--path.procfs)."),
     "sysfs": Option("str", "/sys", "Where the host's /sys is mounted."),
     "rootfs": Option("str", "/", "Where the host's / is mounted (for filesystem paths)."),
+    "web_config": Option("str", "", "exporter-toolkit web-config file (YAML, as node_exporter's "
+                         "--web.config.file): TLS, client certificates, basic auth, headers "
+                         "(docs/security.md). Empty: plain HTTP, no auth. Also --web-config.",
+                         check=_check_web_config),
 }
 
 LOG_OPTIONS: dict[str, Option] = {
@@ -90,8 +106,11 @@ COLLECTOR_COMMON_OPTIONS: dict[str, Option] = {
 
 EVENTS_OPTIONS: dict[str, Option] = {
     "token": Option("str", "", "Bearer token the kiosk application must send "
-                    "(`Authorization: Bearer ...`). Empty: no token, and only loopback "
-                    "clients may post events."),
+                    "(`Authorization: Bearer ...`). Empty: no token.", secret=True),
+    "allow_remote": Option("bool", False, "Accept events from other machines. Off: only "
+                           "clients on this kiosk (loopback) may post events, even when "
+                           "the server listens on the network. On: requires token "
+                           "(docs/security.md)."),
     "max_body_bytes": Option("size", 1024 * 1024, "Largest request body accepted (413 above).",
                              minimum=64),
     "max_batch": Option("int", 1000, "Most events in one batch (413 above).", minimum=1),
@@ -143,7 +162,7 @@ PUSHGATEWAY_OPTIONS: dict[str, Option] = {
     "grouping": Option("str_list", [], "Constant labels (names from [labels]) added to the "
                        "group's URL after job and instance, e.g. [\"store\"]."),
     "username": Option("str", "", "Basic auth user name (empty: no auth)."),
-    "password": Option("str", "", "Basic auth password."),
+    "password": Option("str", "", "Basic auth password.", secret=True),
     "ca_file": Option("str", "", "PEM file of the CA(s) that sign the gateway's certificate "
                       "(https:// URL); only these are then trusted. Empty: the system's "
                       "certificate store.", check=_check_readable_file),
@@ -156,7 +175,20 @@ PUSHGATEWAY_OPTIONS: dict[str, Option] = {
 }
 PUSHGATEWAY_TLS_KEYS = ("ca_file", "cert_file", "key_file", "insecure_skip_verify")
 
-TABLES = ("agent", "labels", "collectors", "log", "events", "pushgateway")
+BUFFER_OPTIONS: dict[str, Option] = {
+    "enabled": Option("bool", True, "Keep every collection cycle in the buffer "
+                      "(state_dir/buffer.sqlite) for the remote_write destinations and the "
+                      "status page's history. Off: nothing is kept while offline."),
+    "max_size": Option("size", 256 * 1000 * 1000, "Most disk space the buffer may use; beyond "
+                       "it the oldest samples are dropped (and counted, reason size). About "
+                       "1 byte per sample: 1,000 series at 15 s fill ~6 MB a day.",
+                       minimum=1024 * 1024),
+    "max_age": Option("duration", 14 * 86400.0, "Samples older than this are dropped (and "
+                      "counted, reason age) even if not sent.", minimum=60),
+}
+
+TABLES = ("agent", "labels", "collectors", "log", "events", "pushgateway", "buffer",
+          "remote_write")
 
 
 @dataclass(frozen=True)
@@ -181,6 +213,10 @@ class Config:
         default_factory=lambda: {key: opt.default for key, opt in EVENTS_OPTIONS.items()})
     pushgateway: Mapping[str, Any] = field(
         default_factory=lambda: {key: opt.default for key, opt in PUSHGATEWAY_OPTIONS.items()})
+    buffer: Mapping[str, Any] = field(
+        default_factory=lambda: {key: opt.default for key, opt in BUFFER_OPTIONS.items()})
+    # [[remote_write]] destinations, validated (totem_agent.outputs.remote_write_config).
+    remote_write: tuple[Mapping[str, Any], ...] = ()
 
     @property
     def instance(self) -> str:
@@ -236,7 +272,7 @@ class _Loader:
             try:
                 values[key] = schema[key].parse(value)
             except OptionError as err:
-                self.problem(self.source, f"{dotted}.{key}", str(err))
+                self.problem(self.source, f"{dotted}.{key}{err.subkey}", str(err))
         for key, opt in schema.items():
             var = env_for(key)
             if var in self.env:
@@ -313,6 +349,17 @@ def load_config(path: str | os.PathLike[str] | None = None,
     if not pushgateway["url"] and env.get(PUSHGATEWAY_URL_ALIAS):
         pushgateway["url"] = env[PUSHGATEWAY_URL_ALIAS]
     _check_pushgateway_tls(loader, pushgateway)
+    if events["allow_remote"] and not events["token"]:
+        loader.problem(source, "events.allow_remote", "remote clients need [events] token: "
+                       "set a token (the kiosk application sends it as 'Authorization: "
+                       "Bearer ...'), or remove allow_remote")
+    buffer = loader.options(loader.table(doc, "buffer"), BUFFER_OPTIONS, "buffer",
+                            lambda key: env_name("buffer", key))
+    remote_write = load_remote_write(doc.get("remote_write"),
+                                     lambda key, message: loader.problem(source, key, message))
+    if remote_write and not buffer["enabled"]:
+        loader.problem(source, "buffer.enabled", "[[remote_write]] sends from the buffer: "
+                       "keep [buffer] enabled, or remove the [[remote_write]] tables")
     for name in pushgateway["grouping"]:
         if name not in labels:
             loader.problem(source, "pushgateway.grouping",
@@ -325,7 +372,8 @@ def load_config(path: str | os.PathLike[str] | None = None,
     if loader.problems:
         raise ConfigError(loader.problems)
     return Config(source=source, agent=agent, labels=labels, collectors=collectors, log=log,
-                  events=events, pushgateway=pushgateway)
+                  events=events, pushgateway=pushgateway, buffer=buffer,
+                  remote_write=tuple(remote_write))
 
 
 def _check_pushgateway_tls(loader: _Loader, pushgateway: Mapping[str, Any]) -> None:

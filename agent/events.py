@@ -34,7 +34,11 @@ SCHEMA: dict[str, dict[str, FieldSpec]] = {
     "ticket_completed": {"service": FieldSpec("label"), "wait_seconds": FieldSpec("number")},
     "queue_length": {"length": FieldSpec("count"), "service": FieldSpec("label", required=False)},
     "payment": {"status": FieldSpec("label"), "method": FieldSpec("label"),
-                "amount": FieldSpec("number", required=False)},
+                "amount": FieldSpec("number", required=False),
+                # The PIN pad that handled it (docs/peripherals.md), and the TEF/ABECS
+                # error code of a failed payment.
+                "device": FieldSpec("label", required=False),
+                "error_code": FieldSpec("label", required=False, label="code")},
     "service_usage": {"service": FieldSpec("label"), "status": FieldSpec("label")},
     # "type" names the event type, so the error's own type travels as error_type.
     "error": {"error_type": FieldSpec("label", label="type")},

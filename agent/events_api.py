@@ -55,6 +55,8 @@ class EventsAPI:
                  clock: Callable[[], float] = time.time) -> None:
         self.business = business
         self.token = str(settings.get("token") or "")
+        # Off: only loopback clients, whatever the server listens on (docs/security.md).
+        self.allow_remote = bool(settings.get("allow_remote", False))
         self.max_body = int(settings["max_body_bytes"])
         self.limits = Limits(max_batch=int(settings["max_batch"]),
                              max_future_skew=float(settings["max_future_skew"]),
@@ -89,15 +91,17 @@ class EventsAPI:
         return json_response(HTTPStatus.OK, payload)
 
     def _handle(self, request: RequestHandler) -> dict[str, Any]:
+        remote_ok = self.allow_remote and bool(self.token)  # config refuses one without the other
+        if not remote_ok and not is_loopback(request.client_address[0]):
+            raise EventError(403, "forbidden", None, "only clients on this kiosk (loopback) "
+                             "may post events; to accept them from the network, set [events] "
+                             "allow_remote = true and a token")
         if self.token:
             auth = request.headers.get("Authorization", "")
             given = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
             if not hmac.compare_digest(given.encode(), self.token.encode()):
                 raise EventError(401, "unauthorized", "Authorization",
                                  "a valid 'Authorization: Bearer <token>' header is required")
-        elif not is_loopback(request.client_address[0]):
-            raise EventError(403, "forbidden", None, "without [events] token only loopback "
-                             "clients may post events")
         content_type = request.headers.get("Content-Type", "")
         if content_type.split(";", 1)[0].strip().lower() != "application/json":
             raise EventError(415, "unsupported media type", "Content-Type",

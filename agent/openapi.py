@@ -12,7 +12,9 @@ from totem_agent import __version__
 from totem_agent.events import MAX_ID_LENGTH, MAX_LABEL_LENGTH, SCHEMA
 
 _LABEL = {"type": "string", "minLength": 1, "maxLength": MAX_LABEL_LENGTH,
-          "pattern": '^[^"\\\\\\p{Cc}]+$'}
+          # Cc spelled as ranges: \p{Cc} is not understood by every regex engine (Python's
+          # re, and so schemathesis, refuse it).
+          "pattern": '^[^"\\\\\\u0000-\\u001f\\u007f-\\u009f]+$'}
 _KINDS: dict[str, dict[str, Any]] = {
     "label": _LABEL,
     "number": {"type": "number", "minimum": 0, "maximum": 1e15},
@@ -26,10 +28,18 @@ _ID = {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH,
                       "and not counted again."}
 
 
+def _or_null(schema: dict[str, Any]) -> dict[str, Any]:
+    # The validator reads null as "not given" for every optional field (found by
+    # schemathesis: the description used to refuse what the agent accepts).
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
 def _event_schema(kind: str) -> dict[str, Any]:
     fields = SCHEMA[kind]
-    properties: dict[str, Any] = {"type": {"const": kind}, "id": _ID, "timestamp": _TIMESTAMP}
-    properties.update({name: _KINDS[spec.kind] for name, spec in fields.items()})
+    properties: dict[str, Any] = {"type": {"const": kind}, "id": _or_null(_ID),
+                                  "timestamp": _or_null(_TIMESTAMP)}
+    properties.update({name: _KINDS[spec.kind] if spec.required else _or_null(_KINDS[spec.kind])
+                       for name, spec in fields.items()})
     return {"type": "object", "additionalProperties": False, "properties": properties,
             "required": ["type", *[n for n, s in fields.items() if s.required]]}
 
@@ -71,7 +81,8 @@ def openapi() -> dict[str, Any]:
                 "200": _response("Stored (committed to disk)", "#/components/schemas/Accepted"),
                 "400": _response("Not UTF-8 JSON", error),
                 "401": _response("Token missing or wrong", error),
-                "403": _response("Not loopback and no token configured", error),
+                "403": _response("Not a loopback client, and the API is not opened to the "
+                                 "network ([events] allow_remote)", error),
                 "411": _response("No Content-Length", error),
                 "413": _response("Body or batch too large", error),
                 "415": _response("Not application/json", error),

@@ -6,6 +6,7 @@ of the package: a collector can use it without pulling in the agent.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,7 +24,14 @@ _FALSE = {"false", "no", "off", "0"}
 
 
 class OptionError(ValueError):
-    """A value does not fit its option; the message is for a store technician."""
+    """A value does not fit its option; the message is for a store technician.
+
+    `subkey` names the part of a structured value at fault ("[0].port"); the config
+    loader appends it to the dotted key."""
+
+    def __init__(self, message: str, subkey: str = "") -> None:
+        super().__init__(message)
+        self.subkey = subkey
 
 
 @dataclass(frozen=True)
@@ -31,8 +39,10 @@ class Option:
     """One config key: its kind, default and a line of help for docs/config.md.
 
     kind is one of: str, int, float, bool, duration (seconds; "15s", "2m", 500ms),
-    size (bytes; "10MB", "512KiB"), str_list, choice, listen (HOST:PORT).
-    `check` may reject a parsed value by raising OptionError.
+    size (bytes; "10MB", "512KiB"), str_list, str_map (a table of strings), choice,
+    listen (HOST:PORT), tables (a list of tables, or tables keyed by name).
+    `check` may reject a parsed value by raising OptionError. `secret`: the value
+    (a token, a password) never appears in an error message.
     """
 
     kind: str
@@ -41,11 +51,19 @@ class Option:
     choices: tuple[str, ...] = ()
     minimum: float | None = None
     check: Callable[[Any], None] | None = field(default=None, compare=False)
+    secret: bool = False
 
     def parse(self, raw: Any, *, from_text: bool = False) -> Any:
         """Turn a TOML value (or, with from_text, an environment string) into the
         option's Python value, or raise OptionError saying what was expected."""
-        value = _PARSERS[self.kind](self, raw, from_text)
+        try:
+            value = _PARSERS[self.kind](self, raw, from_text)
+        except OptionError:
+            if self.secret:
+                kind = {"str": "string"}.get(self.kind, self.kind)
+                raise OptionError(f"expected a {kind} (the value is not shown: it is a "
+                                  "secret)") from None
+            raise
         if self.minimum is not None and isinstance(value, (int, float)) and value < self.minimum:
             raise OptionError(f"must be at least {self.minimum:g}, got {value:g}")
         if self.check is not None:
@@ -77,12 +95,16 @@ def _parse_int(opt: Option, raw: Any, from_text: bool) -> int:
 def _parse_float(opt: Option, raw: Any, from_text: bool) -> float:
     if from_text and isinstance(raw, str):
         try:
-            return float(raw.strip())
+            value = float(raw.strip())
         except ValueError:
             raise OptionError(f"expected a number, got {raw!r}") from None
-    if isinstance(raw, bool) or not isinstance(raw, (int, float)):
+    elif isinstance(raw, bool) or not isinstance(raw, (int, float)):
         raise OptionError(f"expected a number, got {_describe(raw)}")
-    return float(raw)
+    else:
+        value = float(raw)
+    if not math.isfinite(value):
+        raise OptionError(f"expected a finite number, got {raw!r}")
+    return value
 
 
 def _parse_bool(opt: Option, raw: Any, from_text: bool) -> bool:
@@ -121,12 +143,17 @@ def parse_size(raw: Any) -> int:
         match = _SIZE_RE.match(raw)
         if match:
             unit = match.group(2).lower() if match.group(2) else None
-            return int(float(match.group(1)) * _SIZE_UNITS[unit])
+            size = float(match.group(1)) * _SIZE_UNITS[unit]
+            if math.isfinite(size):
+                return int(size)
     raise OptionError(f"expected a size such as 10MB or 512KiB, got {_describe(raw)}")
 
 
 def _parse_duration(opt: Option, raw: Any, from_text: bool) -> float:
     value = parse_duration(raw)
+    # nan and inf (TOML has both) would pass every minimum and stall a timer.
+    if not math.isfinite(value):
+        raise OptionError(f"expected a finite duration such as 15s, got {raw!r}")
     if value < 0:
         raise OptionError(f"must not be negative, got {raw!r}")
     return value
@@ -142,6 +169,39 @@ def _parse_str_list(opt: Option, raw: Any, from_text: bool) -> tuple[str, ...]:
     if not isinstance(raw, list) or not all(isinstance(item, str) for item in raw):
         raise OptionError(f"expected a list of strings, got {_describe(raw)}")
     return tuple(raw)
+
+
+def _parse_str_map(opt: Option, raw: Any, from_text: bool) -> dict[str, str]:
+    """A TOML table of strings ({"X-Scope-OrgID" = "store-12"}); from text: "A=1,B=2"."""
+    if from_text and isinstance(raw, str):
+        pairs = [part.partition("=") for part in raw.split(",") if part.strip()]
+        if any(not sep or not key.strip() for key, sep, _ in pairs):
+            raise OptionError(f"expected NAME=VALUE pairs separated by commas, got {raw!r}")
+        return {key.strip(): value.strip() for key, _, value in pairs}
+    if not isinstance(raw, dict) or not all(isinstance(v, str) for v in raw.values()):
+        raise OptionError(f"expected a table of strings, got {_describe(raw)}")
+    return dict(raw)
+
+
+def _parse_tables(opt: Option, raw: Any, from_text: bool) -> tuple[dict[str, Any], ...]:
+    """A list of tables (`[[x.items]]` or `items = [{...}]`), or a table of tables keyed
+    by name (`[x.items.receipt]`, the key becomes the entry's `name`). Each entry is
+    checked by the option's `check`."""
+    if from_text:
+        raise OptionError("cannot be set from the environment; write it in the config file")
+    if isinstance(raw, dict):
+        entries = []
+        for name, value in raw.items():
+            if not isinstance(value, dict):
+                raise OptionError(f"expected a table, got {_describe(value)}", subkey=f".{name}")
+            entries.append({"name": name, **value})
+        return tuple(entries)
+    if not isinstance(raw, list):
+        raise OptionError(f"expected a list of tables, got {_describe(raw)}")
+    for index, value in enumerate(raw):
+        if not isinstance(value, dict):
+            raise OptionError(f"expected a table, got {_describe(value)}", subkey=f"[{index}]")
+    return tuple(dict(value) for value in raw)
 
 
 def _parse_choice(opt: Option, raw: Any, from_text: bool) -> str:
@@ -183,6 +243,8 @@ _PARSERS: dict[str, Callable[[Option, Any, bool], Any]] = {
     "duration": _parse_duration,
     "size": _parse_size,
     "str_list": _parse_str_list,
+    "str_map": _parse_str_map,
+    "tables": _parse_tables,
     "choice": _parse_choice,
     "listen": _parse_listen,
 }

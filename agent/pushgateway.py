@@ -34,6 +34,7 @@ from prometheus_client.exposition import push_to_gateway
 from prometheus_client.metrics_core import Metric
 
 from totem_agent.health import DEGRADED, OK, PENDING, Check
+from totem_agent.secrets_policy import redact_url
 
 log = logging.getLogger("totem_agent.pushgateway")
 
@@ -90,6 +91,11 @@ class Pusher:
         self.cert_file = str(settings.get("cert_file") or "")
         self.key_file = str(settings.get("key_file") or "")
         self.insecure_skip_verify = bool(settings.get("insecure_skip_verify"))
+        self.shown_url = redact_url(self.url)  # for logs and /health: no password in it
+        if self.insecure_skip_verify:
+            log.warning("[pushgateway] insecure_skip_verify is on: the gateway's certificate "
+                        "is not checked; anyone on the path can read and alter the pushes",
+                        extra={"url": self.shown_url})
         self.grouping = grouping_key(instance, labels, settings["grouping"])
         self.families = families
         self.clock = clock
@@ -185,7 +191,7 @@ class Pusher:
                 self.push_once()
             except Exception as err:
                 log.warning("push to the Pushgateway failed", extra={
-                    "url": self.url, "error": str(err), "retry_in": self.next_wait()})
+                    "url": self.shown_url, "error": str(err), "retry_in": self.next_wait()})
             if self._stop.wait(self.next_wait()):
                 return
 
@@ -222,11 +228,11 @@ class Pusher:
         with self._lock:
             if self.consecutive_failures:
                 status, message = DEGRADED, (f"{self.consecutive_failures} push(es) to "
-                                             f"{self.url} failed in a row")
+                                             f"{self.shown_url} failed in a row")
             elif self.last_success_at is None:
                 status, message = PENDING, "No push yet"
             else:
-                status, message = OK, f"Pushing to {self.url}"
+                status, message = OK, f"Pushing to {self.shown_url}"
             yield Check("output:pushgateway", "output", status, message,
                         last_error=self.last_error, last_error_at=self.last_error_at,
                         last_success_at=self.last_success_at)

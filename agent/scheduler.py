@@ -111,6 +111,10 @@ class Scheduler:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
+        # time.monotonic() of the loop's last turn, for the service watchdog (sdnotify);
+        # with heartbeat_every set, the loop turns at least that often.
+        self.last_heartbeat = time.monotonic()
+        self.heartbeat_every: float | None = None
         self.states: dict[str, CollectorState] = {}
         self._lane = _Worker(self._lane_idle)
         for item in settings:
@@ -159,7 +163,7 @@ class Scheduler:
     def _loop(self) -> None:
         while not self._stop.is_set():
             with self._lock:
-                now = time.monotonic()
+                now = self.last_heartbeat = time.monotonic()
                 self._check_deadlines(now)
                 for state in self.states.values():
                     if state.collector is not None and now >= state.next_run:
@@ -170,7 +174,8 @@ class Scheduler:
                        if s.running is not None and s.running.running()
                        and not s.deadline_reported]
                     + ([self._lane.current.run_started + LANE_PATIENCE]
-                       if self._lane.current is not None else []),
+                       if self._lane.current is not None else [])
+                    + ([now + self.heartbeat_every] if self.heartbeat_every else []),
                     default=now + 60)
             self._wake.wait(max(wait_until - time.monotonic(), 0.001))
             self._wake.clear()
@@ -285,6 +290,11 @@ class Scheduler:
                 last_error_at=state.last_error_at, last_success_at=state.last_success_at,
                 details={"duration_seconds": round(state.duration, 6)}))
         ran = [c for c in checks if c.status != PENDING]
+        # Collectors that watch devices (printers, PIN pads) add one check per device.
+        for state in self.snapshot():
+            own = getattr(state.collector, "health_checks", None)
+            if own is not None and state.outcome != RESULT_NO_DATA:
+                checks.extend(own())
         if ran and all(c.status == FAILING for c in ran):
             checks.append(Check(name="collectors", kind="agent", status=FAILING, critical=True,
                                 message="every collector is failing: nothing is being measured"))

@@ -21,6 +21,7 @@ from totem_agent import __version__
 from totem_agent.exposition import Exposition
 from totem_agent.health import FAILING, HealthModel
 from totem_agent.httpmetrics import OTHER_HANDLER, HttpMetrics
+from totem_agent.websecurity import WebSecurity
 
 log = logging.getLogger("totem_agent.server")
 
@@ -47,19 +48,36 @@ class AgentHTTPServer(ThreadingHTTPServer):
     allow_reuse_address = False
 
     def __init__(self, address: tuple[str, int], routes: dict[tuple[str, str], Handler],
-                 http_metrics: HttpMetrics | None = None) -> None:
+                 http_metrics: HttpMetrics | None = None,
+                 web: WebSecurity | None = None) -> None:
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.routes = routes
         self.paths = {path for (_, path) in routes}
         self.http_metrics = http_metrics or HttpMetrics()
+        self.web = web  # the web-config file: TLS, basic auth, headers (docs/security.md)
         super().__init__(address, RequestHandler)
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        # Runs in the connection's own thread: a TLS handshake that stalls holds that
+        # thread only (HANDSHAKE_TIMEOUT), never the accept loop.
+        if self.web is None or not self.web.tls_enabled:
+            super().finish_request(request, client_address)
+            return
+        tls_sock = self.web.handshake(request)
+        if tls_sock is None:
+            return
+        try:
+            super().finish_request(tls_sock, client_address)
+        finally:
+            tls_sock.close()
 
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
         host = host.decode() if isinstance(host, bytes) else str(host)
         host = f"[{host}]" if ":" in host else host
-        return f"http://{host}:{port}"
+        scheme = "https" if self.web is not None and self.web.tls_enabled else "http"
+        return f"{scheme}://{host}:{port}"
 
 
 class RequestHandler(BaseHTTPRequestHandler):
@@ -78,7 +96,14 @@ class RequestHandler(BaseHTTPRequestHandler):
         started = time.perf_counter()
         path = self.path.split("?", 1)[0]
         handler = self.server.routes.get((method, path))
-        if handler is None:
+        web = self.server.web
+        if web is not None and not web.authorized(method, path,
+                                                  self.headers.get("Authorization")):
+            response = json_response(HTTPStatus.UNAUTHORIZED,
+                                     {"error": "user name and password required"})
+            response.headers = {"WWW-Authenticate": 'Basic realm="totem-agent"',
+                                "Connection": "close"}
+        elif handler is None:
             allowed = [m for (m, p) in self.server.routes if p == path]
             if allowed:
                 response = json_response(HTTPStatus.METHOD_NOT_ALLOWED,
@@ -102,8 +127,15 @@ class RequestHandler(BaseHTTPRequestHandler):
         self.send_response(response.status)
         self.send_header("Content-Type", response.content_type)
         self.send_header("Content-Length", str(len(response.body)))
-        for name, value in (response.headers or {}).items():
+        own = response.headers or {}
+        for name, value in own.items():
             self.send_header(name, value)
+        if self.server.web is not None:
+            # The web-config's headers; a route's own (the status page's CSP) win.
+            own_names = {name.lower() for name in own}
+            for name, value in self.server.web.headers.items():
+                if name.lower() not in own_names:
+                    self.send_header(name, value)
         self.end_headers()
         if not head_only:
             self.wfile.write(response.body)

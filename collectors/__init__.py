@@ -17,6 +17,7 @@ def builtin_collectors() -> dict[str, type[Collector]]:
         conntrack,
         cpu,
         diskstats,
+        display,
         entropy,
         filefd,
         filesystem,
@@ -27,7 +28,10 @@ def builtin_collectors() -> dict[str, type[Collector]]:
         netdev,
         netstat,
         os_release,
+        payment,
         pressure,
+        process,
+        selinux,
         sockstat,
         softnet,
         stat,
@@ -36,8 +40,10 @@ def builtin_collectors() -> dict[str, type[Collector]]:
         timex,
         udp_queues,
         uname,
+        usb,
         vmstat,
     )
+    from totem_agent.collectors.printer.collector import PrinterCollector
 
     classes: list[type[Collector]] = [
         loadavg.LoadavgCollector,
@@ -65,7 +71,14 @@ def builtin_collectors() -> dict[str, type[Collector]]:
         entropy.EntropyCollector,
         conntrack.ConntrackCollector,
         udp_queues.UdpQueuesCollector,
+        selinux.SelinuxCollector,
         textfile.TextfileCollector,
+        # Peripherals (docs/peripherals.md): nothing to watch until configured.
+        PrinterCollector,
+        payment.PaymentCollector,
+        display.DisplayCollector,
+        usb.UsbCollector,
+        process.ProcessCollector,
     ]
     return {cls.name: cls for cls in classes}
 

@@ -43,6 +43,9 @@ DEBIAN_PACKAGE = {
     "promtool": "prometheus",
     "prometheus-pushgateway": "prometheus-pushgateway",
     "pushgateway": "prometheus-pushgateway",
+    "prometheus-alertmanager": "prometheus-alertmanager",
+    "alertmanager": "prometheus-alertmanager",
+    "amtool": "prometheus-alertmanager",
 }
 STOP_TIMEOUT = 15.0
 
@@ -188,16 +191,22 @@ def start_node_exporter(workdir: Path, textfile_dir: Path) -> ServerProcess:
 
 def start_prometheus(workdir: Path, targets: Mapping[str, str],
                      scrape_interval: str = "1s",
-                     honor_labels: Iterable[str] = ()) -> ServerProcess:
+                     honor_labels: Iterable[str] = (),
+                     job_options: Mapping[str, Mapping[str, Any]] | None = None
+                     ) -> ServerProcess:
     """Prometheus scraping each job's host:port; config and TSDB in `workdir`.
-    Jobs in `honor_labels` keep the scraped job/instance (as for a Pushgateway)."""
+    Jobs in `honor_labels` keep the scraped job/instance (as for a Pushgateway);
+    `job_options`: more scrape-config keys of a job (scheme, tls_config, basic_auth)."""
     honoured = set(honor_labels)
+    options = job_options or {}
     binary = require_binary("prometheus")
     port = free_port()
     jobs = "\n".join(
         f"  - job_name: {json.dumps(job)}\n"
         f"    static_configs: [{{targets: [{json.dumps(target)}]}}]"
         + ("\n    honor_labels: true" if job in honoured else "")
+        + "".join(f"\n    {key}: {json.dumps(value)}"
+                  for key, value in options.get(job, {}).items())
         for job, target in targets.items())
     config = workdir / "prometheus.yml"
     config.write_text(
@@ -480,3 +489,38 @@ def wait_fresh_cycle(agent: AgentProcess, max_age: float = 0.5, timeout: float =
         raise AssertionError(f"{err}; last ages: {ages}\n{agent.describe()}") from None
     assert text is not None  # wait_until returns only a truthy result
     return text
+
+
+# -- remote_write receivers ------------------------------------------------------------
+
+def start_prometheus_receiver(workdir: Path, port: int | None = None,
+                              out_of_order_window: str | None = "30m") -> ServerProcess:
+    """Prometheus as a remote_write receiver (`--web.enable-remote-write-receiver`),
+    scraping nothing; `out_of_order_window` goes to storage.tsdb.out_of_order_time_window
+    (None: no window). Write URL: `.url + "/api/v1/write"`. `port`: to come back on the
+    same address after an outage."""
+    binary = require_binary("prometheus")
+    port = port or free_port()
+    config = workdir / "prometheus-receiver.yml"
+    storage = ("" if out_of_order_window is None else
+               f"storage:\n  tsdb:\n    out_of_order_time_window: {out_of_order_window}\n")
+    config.write_text("global: {scrape_interval: 15s}\n" + storage + "scrape_configs: []\n")
+    argv = [binary, f"--config.file={config}", f"--storage.tsdb.path={workdir / 'prom-data'}",
+            f"--web.listen-address=127.0.0.1:{port}", "--web.enable-remote-write-receiver",
+            "--web.enable-lifecycle", "--log.level=warn"]
+    return ServerProcess("prometheus-receiver", argv, workdir, f"http://127.0.0.1:{port}",
+                         "/-/ready").start()
+
+
+def start_victoria_metrics(workdir: Path, port: int | None = None) -> ServerProcess:
+    """VictoriaMetrics single node (Debian's `victoria-metrics`). Write URL:
+    `.url + "/api/v1/write"`; GET `/internal/force_flush` before querying (it keeps
+    new rows in memory for about a second); `-search.latencyOffset=0s` so the newest
+    points are visible at once."""
+    binary = require_binary("victoria-metrics")
+    port = port or free_port()
+    argv = [binary, f"-httpListenAddr=127.0.0.1:{port}",
+            f"-storageDataPath={workdir / 'vm-data'}", "-retentionPeriod=10y",
+            "-search.latencyOffset=0s", "-loggerLevel=WARN"]
+    return ServerProcess("victoria-metrics", argv, workdir, f"http://127.0.0.1:{port}",
+                         "/health").start()

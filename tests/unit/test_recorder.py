@@ -79,7 +79,7 @@ def test_metrics_report_pending_and_oldest_age_per_destination(tmp_path: Path) -
     assert got[("totem_agent_buffer_oldest_pending_age_seconds", dest)] == pytest.approx(90)
     assert got[("totem_agent_buffer_appended_samples_total", ())] == 12
     assert got[("totem_agent_buffer_sent_samples_total", dest)] == 0
-    assert got[("totem_agent_buffer_dropped_samples_total", dest + (("reason", "size"),))] == 0
+    assert got[("totem_agent_buffer_dropped_samples_total", (*dest, ("reason", "size")))] == 0
     assert got[("totem_agent_buffer_lost_cycles_total", (("reason", "disk_full"),))] == 0
     batch = rec.buffer.read("central", max_samples=100)
     assert batch is not None

@@ -1,0 +1,110 @@
+"""The hand-written WriteRequest encoder is byte-identical to protobuf's; snappy is the
+block format."""
+
+from __future__ import annotations
+
+import math
+import struct
+
+import cramjam
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.remote_write_fake import WriteRequest, decode
+from totem_agent.buffer import SeriesSamples
+from totem_agent.outputs.remote_write_proto import (
+    WriteRequestEncoder,
+    compress,
+    encode_write_request,
+    varint,
+    write_request_body,
+)
+
+
+def protobuf_bytes(series: list[SeriesSamples]) -> bytes:
+    """What protobuf's runtime serialises for the same series."""
+    request = WriteRequest()
+    for one in series:
+        ts = request.timeseries.add()
+        for name, value in [("__name__", one.name), *sorted(one.labels)]:
+            label = ts.labels.add()
+            label.name, label.value = name, value
+        for timestamp, value in zip(one.timestamps, one.values, strict=True):
+            sample = ts.samples.add()
+            sample.timestamp, sample.value = timestamp, value
+    return bytes(request.SerializeToString())
+
+
+EDGE_VALUES = [0.0, -0.0, 1.0, -1.5, math.nan, math.inf, -math.inf, 5e-324, 1.7976931348623157e308]
+EDGE_TIMES = [0, 1, 127, 128, 16383, 16384, 1_700_000_000_000, 2**62, -1, -(2**63)]
+
+label_text = st.text(min_size=0, max_size=12)
+series_strategy = st.builds(
+    lambda name, labels, samples: SeriesSamples(
+        name, tuple(sorted(labels.items())), [t for t, _ in samples], [v for _, v in samples]),
+    st.text(min_size=1, max_size=20),
+    st.dictionaries(st.from_regex(r"[a-z_][a-z0-9_]{0,8}", fullmatch=True), label_text,
+                    max_size=4),
+    st.lists(st.tuples(st.one_of(st.sampled_from(EDGE_TIMES),
+                                 st.integers(-(2**63), 2**63 - 1)),
+                       st.one_of(st.sampled_from(EDGE_VALUES), st.floats())),
+             min_size=0, max_size=6))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(series_strategy, max_size=5))
+def test_encoder_is_byte_identical_to_protobuf(series: list[SeriesSamples]) -> None:
+    assert encode_write_request(series) == protobuf_bytes(series)
+    # The caching encoder too, twice over (second time from its label cache).
+    encoder = WriteRequestEncoder()
+    assert encoder.encode(series) == protobuf_bytes(series)
+    assert encoder.encode(series) == protobuf_bytes(series)
+
+
+def test_edge_values_and_times_are_identical() -> None:
+    series = [SeriesSamples("m", (("a", "é ✓"), ("b", "")), [t for t in EDGE_TIMES],
+                            [EDGE_VALUES[i % len(EDGE_VALUES)] for i in range(len(EDGE_TIMES))])]
+    assert encode_write_request(series) == protobuf_bytes(series)
+
+
+def test_varint_matches_protobuf_for_negative_int64() -> None:
+    assert varint(-1) == b"\xff" * 9 + b"\x01"
+    assert varint(300) == b"\xac\x02"
+
+
+def test_labels_sorted_with_name_first_and_samples_grouped_per_series() -> None:
+    series = [SeriesSamples("node_load1", (("zone", "z"), ("instance", "k1"), ("job", "totem")),
+                            [1000, 2000, 3000], [0.5, 0.25, 0.0])]
+    (labels, samples), = decode(write_request_body(series))
+    assert [name for name, _ in labels] == ["__name__", "instance", "job", "zone"]
+    assert labels[0] == ("__name__", "node_load1")
+    assert samples == [(1000, 0.5), (2000, 0.25), (3000, 0.0)]
+
+
+def test_mismatched_lengths_are_refused() -> None:
+    with pytest.raises(ValueError, match="2 timestamps but 1 values"):
+        encode_write_request([SeriesSamples("m", (), [1, 2], [1.0])])
+
+
+def test_snappy_block_format_round_trips_and_is_not_framed() -> None:
+    payload = encode_write_request([SeriesSamples("m", (("a", "b"),), list(range(1, 500)),
+                                                  [float(i) for i in range(1, 500)])])
+    body = compress(payload)
+    assert bytes(cramjam.snappy.decompress_raw(body)) == payload
+    # The framed format starts with its stream identifier chunk; ours must not.
+    framed = bytes(cramjam.snappy.compress(payload))
+    assert framed.startswith(b"\xff\x06\x00\x00sNaPpY")
+    assert not body.startswith(b"\xff\x06\x00\x00sNaPpY")
+    # The block format starts with the uncompressed length as a varint.
+    assert body.startswith(varint(len(payload)))
+    with pytest.raises(cramjam.DecompressionError):
+        cramjam.snappy.decompress(body)  # a framed reader refuses it
+
+
+def test_negative_zero_and_nan_are_kept() -> None:
+    body = encode_write_request([SeriesSamples("m", (), [5, 6, 7], [-0.0, math.nan, 0.0])])
+    (_, samples), = decode(compress(body))
+    assert struct.pack("<d", samples[0][1]) == struct.pack("<d", -0.0)
+    assert math.isnan(samples[1][1])
+    assert samples[2] == (7, 0.0)
