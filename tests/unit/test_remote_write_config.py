@@ -45,7 +45,7 @@ headers = {{ "X-Scope-OrgID" = "stores" }}
 """), env={})
     first, second = config.remote_write
     assert first["name"] == "prometheus.store-12.local"
-    assert first["timeout"] == 30.0 and first["max_samples_per_send"] == 10_000
+    assert first["timeout"] == 30.0 and first["max_samples_per_send"] == 50_000
     assert second["name"] == "central" and second["timeout"] == 10.0
     assert second["max_backoff"] == 60.0 and second["headers"] == {"X-Scope-OrgID": "stores"}
     dest = Destination.from_settings(second)
