@@ -21,7 +21,7 @@ from typing import Any
 from totem_agent import DEFAULT_PORT
 from totem_agent.collectors import builtin_collectors, runs_here
 from totem_agent.collectors.base import Collector
-from totem_agent.options import Option, OptionError
+from totem_agent.options import Option, OptionError, check_readable_file
 from totem_agent.outputs.remote_write_config import load_remote_write
 
 ENV_PREFIX = "TOTEM_AGENT_"
@@ -131,23 +131,6 @@ EVENTS_OPTIONS: dict[str, Option] = {
                           choices=("full", "normal")),
 }
 
-def _check_readable_file(value: str) -> None:
-    """Empty (unset), or a file this process can read now: a typo in a certificate
-    path is a config error at start-up, not a failed push every interval."""
-    if not value:
-        return
-    path = Path(value)
-    if not path.exists():
-        raise OptionError(f"{value}: no such file")
-    if not path.is_file():
-        raise OptionError(f"{value}: not a file")
-    try:
-        with open(path, "rb"):
-            pass
-    except OSError as err:
-        raise OptionError(f"{value}: cannot read it ({err.strerror})") from None
-
-
 # The environment variable the operations guides use for the gateway's URL; an
 # alias of TOTEM_AGENT_PUSHGATEWAY_URL, which wins when both are set.
 PUSHGATEWAY_URL_ALIAS = "PROMETHEUS_PUSH_GATEWAY"
@@ -165,10 +148,10 @@ PUSHGATEWAY_OPTIONS: dict[str, Option] = {
     "password": Option("str", "", "Basic auth password.", secret=True),
     "ca_file": Option("str", "", "PEM file of the CA(s) that sign the gateway's certificate "
                       "(https:// URL); only these are then trusted. Empty: the system's "
-                      "certificate store.", check=_check_readable_file),
+                      "certificate store.", check=check_readable_file),
     "cert_file": Option("str", "", "PEM client certificate, for a gateway that requires one "
-                        "(mutual TLS); needs key_file.", check=_check_readable_file),
-    "key_file": Option("str", "", "PEM private key of cert_file.", check=_check_readable_file),
+                        "(mutual TLS); needs key_file.", check=check_readable_file),
+    "key_file": Option("str", "", "PEM private key of cert_file.", check=check_readable_file),
     "insecure_skip_verify": Option("bool", False, "Do not verify the gateway's certificate "
                                    "nor its host name. For testing only: anyone on the path "
                                    "can then read and alter the pushes."),

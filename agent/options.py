@@ -10,6 +10,7 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
@@ -248,3 +249,20 @@ _PARSERS: dict[str, Callable[[Option, Any, bool], Any]] = {
     "choice": _parse_choice,
     "listen": _parse_listen,
 }
+
+
+def check_readable_file(value: str) -> None:
+    """Empty (unset), or a file this process can read now: a typo in a certificate or
+    password file is a config error at start-up, not a failed request every interval."""
+    if not value:
+        return
+    path = Path(value)
+    if not path.exists():
+        raise OptionError(f"{value}: no such file")
+    if not path.is_file():
+        raise OptionError(f"{value}: not a file")
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as err:
+        raise OptionError(f"{value}: cannot read it ({err.strerror})") from None

@@ -20,10 +20,9 @@ from __future__ import annotations
 import re
 import urllib.parse
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
-from totem_agent.options import Option, OptionError
+from totem_agent.options import Option, OptionError, check_readable_file
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 # Headers of the protocol itself: a configured header may not change them.
@@ -31,23 +30,6 @@ RESERVED_HEADERS = frozenset({"content-encoding", "content-type", "content-lengt
                               "x-prometheus-remote-write-version"})
 FILE_KEYS = ("password_file", "bearer_token_file", "ca_file", "cert_file", "key_file")
 TLS_KEYS = ("ca_file", "cert_file", "key_file", "insecure_skip_verify")
-
-
-def _readable_file(value: str) -> None:
-    """Empty (unset), or a file this process can read now: a typo in a path is a
-    config error at start-up, not a failed request every few seconds."""
-    if not value:
-        return
-    path = Path(value)
-    if not path.exists():
-        raise OptionError(f"{value}: no such file")
-    if not path.is_file():
-        raise OptionError(f"{value}: not a file")
-    try:
-        with open(path, "rb"):
-            pass
-    except OSError as err:
-        raise OptionError(f"{value}: cannot read it ({err.strerror})") from None
 
 
 REMOTE_WRITE_OPTIONS: dict[str, Option] = {
@@ -63,16 +45,16 @@ REMOTE_WRITE_OPTIONS: dict[str, Option] = {
     "password": Option("str", "", "Basic auth password.", secret=True),
     "password_file": Option("str", "", "File holding the basic auth password (read at each "
                             "request, so it can be renewed in place).",
-                            check=_readable_file),
+                            check=check_readable_file),
     "bearer_token": Option("str", "", "Sent as `Authorization: Bearer ...`.", secret=True),
     "bearer_token_file": Option("str", "", "File holding the bearer token (read at each "
-                                "request).", check=_readable_file),
+                                "request).", check=check_readable_file),
     "ca_file": Option("str", "", "PEM file of the CA(s) that sign the receiver's certificate "
                       "(https:// URL); only these are then trusted. Empty: the system's "
-                      "certificate store.", check=_readable_file),
+                      "certificate store.", check=check_readable_file),
     "cert_file": Option("str", "", "PEM client certificate (mutual TLS); needs key_file.",
-                        check=_readable_file),
-    "key_file": Option("str", "", "PEM private key of cert_file.", check=_readable_file),
+                        check=check_readable_file),
+    "key_file": Option("str", "", "PEM private key of cert_file.", check=check_readable_file),
     "insecure_skip_verify": Option("bool", False, "Do not verify the receiver's certificate "
                                    "nor its host name (logged as a warning). For testing "
                                    "only."),
