@@ -12,18 +12,29 @@ Tables (format version 1, in `meta`):
       (not cumulative; the last is +Inf); updated: event time of a gauge's value.
   label_values(label, value)     distinct values admitted under the cardinality cap
   seen_ids(id, seen_at)          the idempotency window
+
+Upgrades as the buffer's (buffer/schema.py): MIGRATIONS[n] turns format n into
+n+1 in one transaction that also bumps the version; a newer file is refused
+before anything in it is touched. tests/fixtures/business/format-N.sqlite keep a
+file of every format (scripts/make_format_fixtures.py).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 FORMAT_VERSION = 1
 FILE_NAME = "business.sqlite"
+log = logging.getLogger("totem_agent.business")
+
+# MIGRATIONS[n](conn) turns a format-n file into format n+1 (none yet: one format).
+Migration = Callable[[sqlite3.Connection], None]
+MIGRATIONS: dict[int, Migration] = {}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -86,21 +97,79 @@ class BusinessStore:
                                         timeout=10.0)
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute(f"PRAGMA synchronous={synchronous}")
-            self.conn.executescript(_SCHEMA)
-            self._check_version()
+            self._prepare()
+        except StoreError:
+            self.conn.close()
+            raise
         except sqlite3.Error as err:
             raise StoreError(f"{path}: cannot open the business state: {err}") from err
         except OSError as err:
             raise StoreError(f"{path}: cannot create its directory: {err}") from err
 
-    def _check_version(self) -> None:
+    def _version(self) -> int | None:
+        if not self.conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'meta'").fetchone():
+            return None
         row = self.conn.execute("SELECT value FROM meta WHERE key='format_version'").fetchone()
-        if row is None:
-            self.conn.execute("INSERT INTO meta VALUES ('format_version', ?)",
-                              (str(FORMAT_VERSION),))
-        elif row[0] != str(FORMAT_VERSION):
-            raise StoreError(f"{self.path}: format version {row[0]}, this agent reads "
+        try:
+            return None if row is None else int(row[0])
+        except ValueError:
+            raise StoreError(f"{self.path}: format_version {row[0]!r} is not a number; "
+                             "not a business state file this agent wrote") from None
+
+    def _prepare(self) -> None:
+        """Create a new file's tables, refuse a newer format untouched, upgrade an older."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            version = self._version()
+            if version is None:
+                for statement in _SCHEMA.split(";"):  # not executescript: it would COMMIT
+                    if statement.strip():
+                        self.conn.execute(statement)
+                self.conn.execute("INSERT OR REPLACE INTO meta VALUES ('format_version', ?)",
+                                  (str(FORMAT_VERSION),))
+                version = FORMAT_VERSION
+            self.conn.execute("COMMIT")
+        except BaseException:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise
+        if version > FORMAT_VERSION:
+            raise StoreError(f"{self.path}: format version {version}, this agent reads "
                              f"{FORMAT_VERSION} (written by a newer agent?)")
+        if version < FORMAT_VERSION:
+            self.migrate()
+
+    def migrate(self, target: int | None = None,
+                steps: Mapping[int, Migration] | None = None) -> int:
+        """Up to format `target` (default FORMAT_VERSION), one transaction per step;
+        a failed step leaves the file at the format before it (StoreError says so)."""
+        target = FORMAT_VERSION if target is None else target
+        steps = MIGRATIONS if steps is None else steps
+        while True:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                version = self._version() or FORMAT_VERSION
+                if version >= target:
+                    self.conn.execute("COMMIT")
+                    return version
+                if version not in steps:
+                    raise StoreError(f"{self.path}: no upgrade from format {version} to "
+                                     f"{version + 1}")
+                try:
+                    steps[version](self.conn)
+                except sqlite3.Error as err:
+                    raise StoreError(f"{self.path}: upgrading from format {version} to "
+                                     f"{version + 1} failed ({err}); the file is unchanged, "
+                                     f"still format {version}") from err
+                self.conn.execute("UPDATE meta SET value = ? WHERE key = 'format_version'",
+                                  (str(version + 1),))
+                self.conn.execute("COMMIT")
+            except BaseException:
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+                raise
+            log.info("business state upgraded from format %d to %d", version, version + 1,
+                     extra={"path": str(self.path)})
 
     def load(self, id_window_start: float, max_ids: int) -> Restored:
         series = {}

@@ -26,6 +26,7 @@ class ExitStatus(IntEnum):
     UNREACHABLE = 3
     ERROR = 4          # the agent could not start or run (port in use, ...)
     USAGE = 64         # EX_USAGE: wrong command line
+    NO_PERMISSION = 77  # EX_NOPERM: the agent wants a token or password not given (event)
     BAD_CONFIG = 78    # EX_CONFIG: the config file or environment has errors
 
 
@@ -38,11 +39,19 @@ setting; docs/health.md explains `status`."""
 EVENT_EPILOG = """\
 fields by type: see docs/events.md. exit codes: 0 recorded (or already recorded),
 3 the agent is not reachable, 4 the agent could not store it, 64 refused (the
-message names the field). The [events] token of the config is sent when set."""
+message names the field), 77 the agent wants the events token (or refused it).
+The token: --token-file, else [events] token of the config (TOTEM_AGENT_EVENTS_TOKEN).
+The address: --url, else the config's listen (https, trusting the agent's own
+certificate, when its web_config turns TLS on). docs/security.md"""
 
 STATUS_EPILOG = """\
 exit codes: 0 ok, 1 degraded (something needs a look), 2 failing (the agent cannot
-do its job), 3 unreachable (the agent is not running or not on that address)."""
+do its job), 3 unreachable (the agent is not running or not on that address, or it
+asks for a user and password: the message says which).
+When the agent's web-config asks for basic auth: set TOTEM_AGENT_USER and
+TOTEM_AGENT_PASSWORD (or --user and --password-file FILE); never put a password on
+the command line. The address: --url, else the config's listen (https, trusting the
+agent's own certificate, when its web_config turns TLS on). docs/security.md"""
 
 
 BUFFER_EPILOG = """\
@@ -64,6 +73,22 @@ def build_parser() -> argparse.ArgumentParser:
     def add(name: str, help_text: str, epilog: str | None = None) -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help_text, description=help_text, epilog=epilog,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    def client_args(p: argparse.ArgumentParser, basic_auth: bool = True) -> None:
+        """How a local command reaches an agent whose server is protected (agent_client)."""
+        p.add_argument("--ca-file", metavar="FILE",
+                       help="trust the agent's certificate if signed by this CA (default: "
+                            "with --url, the system's CAs; from the config, the agent's own "
+                            "certificate)")
+        p.add_argument("--cert-file", metavar="FILE",
+                       help="client certificate, when the agent requires one")
+        p.add_argument("--key-file", metavar="FILE", help="the client certificate's key")
+        if basic_auth:
+            p.add_argument("--user", metavar="NAME",
+                           help="basic-auth user (default: $TOTEM_AGENT_USER)")
+            p.add_argument("--password-file", metavar="FILE",
+                           help="file holding the basic-auth password (default: "
+                                "$TOTEM_AGENT_PASSWORD)")
 
     def config_arg(p: argparse.ArgumentParser) -> None:
         p.add_argument("--config", "-c", metavar="FILE",
@@ -97,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     config_arg(status)
     status.add_argument("--url", help="agent address (default: from the config's listen)")
     status.add_argument("--json", action="store_true", help="print /health's JSON as it is")
+    client_args(status)
     status.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS",
                         help="give up after this long (default 5)")
 
@@ -112,6 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
     for name in [*EVENT_FIELDS, "id", "timestamp"]:
         event.add_argument("--" + name.replace("_", "-"), dest=f"field_{name}", metavar="VALUE")
     event.add_argument("--url", help="agent address (default: from the config's listen)")
+    client_args(event, basic_auth=False)
+    event.add_argument("--token-file", metavar="FILE",
+                       help="file holding the events token (default: [events] token)")
     event.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS",
                        help="give up after this long (default 5)")
 
@@ -150,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     tray.add_argument("--url", help="agent address (default: from the config's listen)")
     tray.add_argument("--interval", type=float, default=5.0, metavar="SECONDS",
                       help="ask the agent this often (default 5)")
+    client_args(tray)
 
     service = add("service", "Install or remove totem-agent as a service of this machine "
                   "(Linux: systemd, via install.sh; Windows: a Windows service). "
@@ -168,10 +198,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None,
          stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
-    out, err = stdout or sys.stdout, stderr or sys.stderr
+    out = stdout or sys.stdout
+    try:
+        code = _main(argv, env, out, stderr or sys.stderr)
+        if out is not None:  # None: no console at all (pythonw, a Windows service)
+            out.flush()  # inside the try: a closed pipe shows up here, not at exit
+    except BrokenPipeError:
+        # `totem-agent status | head -1`: the reader left. Exit quietly as Python's docs
+        # advise: stdout to devnull, so the flush at exit does not raise again.
+        if out is sys.stdout:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        return 1
+    return code
+
+
+def _main(argv: Sequence[str] | None, env: Mapping[str, str] | None, out: TextIO,
+          err: TextIO) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    env = dict(os.environ if env is None else env)
+    from totem_agent.agent_client import CLIENT_ENV
+
+    client_env = dict(os.environ if env is None else env)  # status/event/tray credentials
+    env = {k: v for k, v in client_env.items() if k not in CLIENT_ENV}  # not agent settings
     if args.command is None:
         parser.print_help(out)
         return ExitStatus.USAGE
@@ -184,9 +233,10 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
 
         return service_command(args.action, args.root, args.purge, args.config, env, out, err)
     if args.command == "tray":  # before the config: the user may not be allowed to read it
-        from totem_agent.tray import run_tray, tray_url
+        from totem_agent.tray import run_tray, tray_target
 
-        return run_tray(args.url or tray_url(args.config, env, err), args.interval, err)
+        target = tray_target(args, client_env, err)
+        return run_tray(target, args.interval, err) if target is not None else ExitStatus.USAGE
     from totem_agent.config import ConfigError, load_config
 
     overrides = {"listen": args.listen} if getattr(args, "listen", None) else None
@@ -211,13 +261,9 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     if args.command == "collect":
         return _collect_once(config, args.collector, out, err)
     if args.command == "event":
-        from totem_agent.event_cli import event_document, post_event
+        from totem_agent.event_cli import event_command
 
-        given = {k.removeprefix("field_"): v for k, v in vars(args).items()
-                 if k.startswith("field_")}
-        return post_event(args.url or _url_from_listen(config.agent["listen"]),
-                          event_document(args.type, given), config.events["token"],
-                          args.timeout, out, err)
+        return event_command(args, config, client_env, out, err)
     if args.command == "push":
         from totem_agent.event_cli import push_once
 
@@ -227,11 +273,11 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
 
         return run_buffer_command(args, str(config.agent["state_dir"]), out, err)
     if args.command == "status":
-        from totem_agent.status import show_status
+        from totem_agent.status import status_command
 
-        return show_status(args.url or _url_from_listen(config.agent["listen"]),
-                           as_json=args.json, timeout=args.timeout, out=out, err=err)
-    return _run(config, err, env)
+        return status_command(args, config, client_env, out, err)
+    return _run(config, err, env,
+                reload=lambda: load_config(args.config, env=env, overrides=overrides))
 
 
 def _effective(config: Any) -> dict[str, Any]:
@@ -250,15 +296,6 @@ def _effective(config: Any) -> dict[str, Any]:
                         "password": "(set)" if config.pushgateway.get("password") else ""},
         "remote_write": [dict(destination) for destination in config.remote_write],
     })
-
-
-def _url_from_listen(listen: str) -> str:
-    from totem_agent.options import parse_listen
-
-    host, port = parse_listen(listen)
-    if host in ("0.0.0.0", "::"):
-        host = "127.0.0.1" if host == "0.0.0.0" else "::1"
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def _collect_once(config: Any, only: list[str] | None, out: TextIO, err: TextIO) -> int:
@@ -292,7 +329,8 @@ def _collect_once(config: Any, only: list[str] | None, out: TextIO, err: TextIO)
     return ExitStatus.DEGRADED if failed else ExitStatus.OK
 
 
-def _run(config: Any, err: TextIO, env: Mapping[str, str] | None = None) -> int:
+def _run(config: Any, err: TextIO, env: Mapping[str, str] | None = None,
+         reload: Any = None) -> int:
     from totem_agent.logs import setup_logging
     from totem_agent.runtime import Agent
     from totem_agent.sdnotify import ServiceNotifier
@@ -314,17 +352,28 @@ def _run(config: Any, err: TextIO, env: Mapping[str, str] | None = None) -> int:
               "--listen or [agent] listen.", file=err)
         agent.scheduler.stop(wait=0)
         return ExitStatus.ERROR
-    done = threading.Event()
+    done, reload_asked, wake = threading.Event(), threading.Event(), threading.Event()
 
     def on_signal(signum: int, frame: Any) -> None:
-        done.set()
+        # Only flags here: the reload itself runs in the loop below, not in the handler.
+        (reload_asked if signum == getattr(signal, "SIGHUP", None) else done).set()
+        wake.set()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    if reload is not None and hasattr(signal, "SIGHUP"):  # no SIGHUP on Windows
+        from totem_agent.reload import ConfigReloader
+
+        reloader = ConfigReloader(agent, reload)
+        signal.signal(signal.SIGHUP, on_signal)
     if notifier is not None:
         notifier.ready()
-    while not done.wait(1.0):
-        pass
+    while not done.is_set():
+        wake.wait(1.0)
+        wake.clear()
+        if reload_asked.is_set() and not done.is_set():
+            reload_asked.clear()
+            _reload(reloader, agent, notifier)
     if notifier is not None:
         notifier.stopping()
     agent.stop()
@@ -333,8 +382,29 @@ def _run(config: Any, err: TextIO, env: Mapping[str, str] | None = None) -> int:
     return ExitStatus.OK
 
 
+def _reload(reloader: Any, agent: Any, notifier: Any) -> None:
+    """SIGHUP: agent/reload.py; systemd hears RELOADING=1, then READY=1 either way."""
+    import logging
+
+    if notifier is not None:
+        notifier.reloading()
+    try:
+        outcome = reloader.reload()
+    except Exception:  # a bug in a reload must not end the agent that runs
+        logging.getLogger("totem_agent").exception("config reload failed")
+        outcome = "config reload failed, see the log"
+    if notifier is not None:
+        notifier.reloaded(agent.scheduler, outcome)
+
+
 def entry_point() -> None:
     sys.exit(main())
+
+
+def tray_main() -> int:
+    """`totem-agent-tray [options]`: `totem-agent tray` as its own command, what the
+    XDG autostart entry starts (a pip install's launcher, or the tray binary)."""
+    return main(["tray", *sys.argv[1:]])
 
 
 if __name__ == "__main__":

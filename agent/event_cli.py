@@ -2,16 +2,27 @@
 
 Messages are for a store technician; exit codes are cli.ExitStatus: 0 done,
 3 the agent (or gateway) cannot be reached, 4 it failed on its side, 64 the
-event was refused (the message names the field and why), 78 bad config.
+event was refused (the message names the field and why), 77 the agent wants the
+events token (or refused it), 78 bad config.
 """
 
 from __future__ import annotations
 
 import json
 import urllib.error
-import urllib.request
+from collections.abc import Mapping
 from typing import Any, TextIO
 
+from totem_agent.agent_client import (
+    AUTH,
+    UNREACHABLE,
+    USAGE,
+    AgentTarget,
+    ClientError,
+    build_target,
+    read_secret_file,
+    request,
+)
 from totem_agent.events import SCHEMA
 
 # Every field some event type has, as a command-line option (--wait-seconds).
@@ -41,40 +52,74 @@ def event_document(kind: str, given: dict[str, str | None]) -> dict[str, Any]:
     return doc
 
 
-def post_event(url: str, doc: dict[str, Any], token: str, timeout: float,
+def post_event(target: AgentTarget | str, doc: dict[str, Any], token: str, timeout: float,
                out: TextIO, err: TextIO) -> int:
     from totem_agent.cli import ExitStatus
 
+    if isinstance(target, str):
+        target = AgentTarget(target.rstrip("/"))
     headers = {"Content-Type": "application/json"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
-    request = urllib.request.Request(url.rstrip("/") + "/api/v1/events", method="POST",
-                                     data=json.dumps(doc).encode(), headers=headers)
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            answer = json.loads(response.read())
-    except urllib.error.HTTPError as error:
+        # The events API has its own rule (loopback or its token), never basic auth.
+        answer = request(target, "POST", "/api/v1/events", timeout,
+                         body=json.dumps(doc).encode(), headers=headers, basic_auth=False)
+    except ClientError as error:
+        if error.kind == AUTH:
+            print(f"totem-agent: {error}", file=err)
+            return ExitStatus.NO_PERMISSION
+        if error.kind == UNREACHABLE:
+            print(f"totem-agent: cannot reach the agent at {target.url}: {error}. "
+                  "Is it running?", file=err)
+            return ExitStatus.UNREACHABLE
+        print(f"totem-agent: {error}", file=err)
+        return ExitStatus.USAGE if error.kind == USAGE else ExitStatus.UNREACHABLE
+    if answer.status != 200:
         try:
-            body = json.loads(error.read())
+            body = answer.json()
             field = f" ({body['field']})" if body.get("field") else ""
-            why = f"{body.get('error', error.reason)}{field}: {body.get('reason', '')}"
-        except (ValueError, AttributeError):
-            why = str(error.reason)
-        if error.code >= 500:
+            why = f"{body.get('error', answer.status)}{field}: {body.get('reason', '')}"
+        except (ValueError, AttributeError, TypeError):
+            why = f"HTTP {answer.status}"
+        if answer.status >= 500:
             print(f"totem-agent: the agent could not record the event: {why}", file=err)
             return ExitStatus.ERROR
         print(f"totem-agent: the agent refused the event: {why}", file=err)
         return ExitStatus.USAGE
-    except (urllib.error.URLError, OSError) as error:
-        reason = getattr(error, "reason", error)
-        print(f"totem-agent: cannot reach the agent at {url}: {reason}. Is it running?",
-              file=err)
-        return ExitStatus.UNREACHABLE
-    if answer.get("duplicate"):
+    try:
+        result = answer.json()
+    except ValueError:
+        result = None
+    if not isinstance(result, dict):
+        print(f"totem-agent: {target.url} answered the event with something else than the "
+              "events API's JSON: is another program on that address?", file=err)
+        return ExitStatus.ERROR
+    if result.get("duplicate"):
         print(f"already recorded: an event with id {doc.get('id')!r} was seen before", file=out)
     else:
         print(f"recorded: {doc['type']}", file=out)
     return ExitStatus.OK
+
+
+def event_command(args: Any, config: Any, env: Mapping[str, str], out: TextIO,
+                  err: TextIO) -> int:
+    """`totem-agent event` with its flags (cli.py). The token: --token-file, else the
+    config's [events] token (TOTEM_AGENT_EVENTS_TOKEN)."""
+    from totem_agent.cli import ExitStatus
+
+    given = {k.removeprefix("field_"): v for k, v in vars(args).items()
+             if k.startswith("field_")}
+    try:
+        target = build_target(args.url, config, env, ca_file=args.ca_file,
+                              cert_file=args.cert_file, key_file=args.key_file,
+                              basic_auth=False)
+        token = (read_secret_file(args.token_file, "token") if args.token_file
+                 else str(config.events["token"] or ""))
+    except ClientError as error:
+        print(f"totem-agent: {error}", file=err)
+        return ExitStatus.USAGE
+    return post_event(target, event_document(args.type, given), token, args.timeout, out, err)
 
 
 def push_once(config: Any, out: TextIO, err: TextIO) -> int:

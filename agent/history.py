@@ -6,11 +6,14 @@ into chart points: CPU busy %, memory used %, disk used %, the backlog per
 remote_write destination, events per minute and collector failures per minute
 (the last two are rates of counters, reset-aware).
 
-Reading the buffer decodes every series of a row, so the derived points are
-kept in memory and each refresh only reads cycles newer than the last one seen
-(`History.refresh`). A destination that has sent its rows lets the buffer delete
-them, so a background refresh (`History.start`) keeps collecting points between
-page loads. What a chart gets is downsampled to at most `MAX_POINTS` buckets.
+Reading the buffer decodes every series of a row (about 3 ms a cycle), so the
+running agent does not read it back: the recorder hands each cycle it appends to
+`History.observe`, which keeps the few wanted values (tens of microseconds). The
+buffer is read only for what came before the agent started observing (the first
+page load after a restart asks for hours the agent was not running to see), and
+when no recorder feeds the history (`History.refresh`). Points are kept in memory,
+so rows that a destination has sent and the buffer has deleted stay on the charts.
+What a chart gets is downsampled to at most `MAX_POINTS` buckets.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -31,6 +34,8 @@ MAX_POINTS = 240
 MAX_HOURS = 12.0
 # Read at start: decoding a cycle of ~600 series takes ~3 ms, so 3 h at 15 s ~2 s.
 BACKFILL_HOURS = 3.0
+# observe() drops points older than keep_hours this often (ms).
+PRUNE_EVERY_MS = 60_000
 # A counter rate over a longer gap (the agent was stopped) says nothing useful.
 MAX_RATE_GAP_MS = 10 * 60 * 1000
 
@@ -235,8 +240,27 @@ class History:
         self._covered_from: int | None = None
         self._refreshed_at: float | None = None
         self.last_error: str | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._observing = False  # fed by observe(): the buffer is read only for older
+        self._pruned_at = 0
+
+    def observe(self, timestamp_ms: int, samples: Iterable[tuple[str, Mapping[str, str],
+                                                                  float]]) -> None:
+        """One cycle just appended to the buffer, as (name, labels, value) samples."""
+        cycle = _Cycle()
+        avail: dict[tuple[int, str], float] = {}
+        for name, labels, value in samples:
+            if name in WANTED:
+                _add(cycle, name, dict(labels), value, timestamp_ms, avail)
+        with self._lock:
+            if self._previous.ts is not None and timestamp_ms <= self._previous.ts:
+                return
+            if self._covered_from is None:
+                self._covered_from = timestamp_ms
+            self._observing = True
+            derive({timestamp_ms: cycle}, self._previous, self._points)
+            if timestamp_ms - self._pruned_at >= PRUNE_EVERY_MS:
+                self._pruned_at = timestamp_ms
+                self._prune(timestamp_ms - self.keep_ms)
 
     def refresh(self, since_ms: int | None = None) -> None:
         """Read the cycles not seen yet; `since_ms`: a window start the caller needs
@@ -253,7 +277,8 @@ class History:
                 covered = self._covered_from
                 if since_ms is not None and covered is not None and start < covered:
                     self._read_older(source, start)
-                if (self._covered_from is not None and self._refreshed_at is not None
+                if self._observing or (
+                        self._covered_from is not None and self._refreshed_at is not None
                         and now - self._refreshed_at < self.min_refresh):
                     return
                 self._read_newer(source, start)
@@ -324,23 +349,3 @@ class History:
         return {"available": reason is None or any(c["series"] for c in charts),
                 "hours": hours, "from": since_ms, "to": until_ms,
                 "reason": reason, "charts": charts}
-
-    # -- background refresh ------------------------------------------------------------
-    def start(self, every_seconds: float) -> None:
-        """Refresh on a thread, so points are kept even when rows are shipped and deleted
-        between two page loads."""
-        self._thread = threading.Thread(target=self._loop, args=(every_seconds,),
-                                        name="history", daemon=True)
-        self._thread.start()
-
-    def _loop(self, every: float) -> None:
-        while not self._stop.wait(every):
-            try:
-                self.refresh()
-            except Exception:  # never let the thread die silently
-                log.exception("status page history: refresh failed")
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(5)

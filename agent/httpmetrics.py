@@ -27,6 +27,7 @@ class HttpMetrics:
         self._requests: dict[tuple[str, str], int] = {}
         # handler -> (per-bucket counts, last is +Inf; sum; count)
         self._durations: dict[str, tuple[list[int], float, int]] = {}
+        self.refused_connections = 0  # over the server's connection limit (agent/server.py)
 
     def observe(self, handler: str, code: int, seconds: float) -> None:
         index = next((i for i, le in enumerate(BUCKETS) if seconds <= le), len(BUCKETS))
@@ -56,4 +57,8 @@ class HttpMetrics:
                     cumulative += n
                     out.append((floatToGoString(le), float(cumulative)))
                 durations.add_metric([handler], out, total)
-        return [requests, durations]
+        refused = CounterMetricFamily(
+            "totem_agent_http_connections_refused", "Connections the agent's HTTP server "
+            "closed at once because it already had its maximum open (slow or stuck clients).",
+            value=float(self.refused_connections))
+        return [requests, durations, refused]

@@ -9,10 +9,14 @@ labels, escaping values, validating names. Series are the same from cycle to
 cycle, so that prefix is cached per (name, labels) and only the value is
 formatted anew.
 
+`TextRenderer` does the same for the Prometheus text format 0.0.4 (what curl,
+vmagent and older scrapers ask for), with that format's renaming of types.
+
 Only the common case takes this path: legacy metric and label names (what
 `escaping=underscores` leaves unchanged), no exemplars, no native histograms,
-no sample timestamps. Anything else returns None and the caller uses
-prometheus_client itself.
+no sample timestamps (and, for text 0.0.4, no `_created`/`_gsum`/`_gcount`
+samples, which that format moves into families of their own). Anything else
+returns None and the caller uses prometheus_client itself.
 """
 
 from __future__ import annotations
@@ -44,6 +48,8 @@ class _NotCommon(Exception):
 class OpenMetricsRenderer:
     """Renders families as OpenMetrics 1.0.0 text (without the final `# EOF`)."""
 
+    MOVES_SAMPLES = False  # see _moved
+
     def __init__(self) -> None:
         self._prefixes: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}
         self._headers: dict[tuple[str, str, str, str], str] = {}
@@ -59,6 +65,7 @@ class OpenMetricsRenderer:
         if len(self._prefixes) > MAX_CACHED:
             self._prefixes.clear()
         prefixes = self._prefixes
+        moves = self.MOVES_SAMPLES
         out: list[str] = []
         append = out.append
         for family in families:
@@ -69,7 +76,8 @@ class OpenMetricsRenderer:
             append(header)
             for sample in family.samples:
                 if (sample.exemplar or sample.timestamp is not None or sample.native_histogram
-                        or sample.value is None):
+                        or sample.value is None
+                        or (moves and self._moved(family.name, sample.name))):
                     raise _NotCommon
                 key = (sample.name, tuple(sample.labels.items()))
                 prefix = prefixes.get(key)
@@ -80,13 +88,22 @@ class OpenMetricsRenderer:
                 append("\n")
         return "".join(out).encode("utf-8")
 
-    def _header(self, family: Metric) -> str:
-        if not _LEGACY_METRIC_NAME.fullmatch(family.name):
-            raise _NotCommon
+    @staticmethod
+    def _moved(family: str, sample: str) -> bool:
+        """A sample the format renders apart from its family (none in OpenMetrics)."""
+        return False
+
+    def _header_text(self, family: Metric) -> str:
         header = (f"# HELP {family.name} {_escape_help(family.documentation)}\n"
                   f"# TYPE {family.name} {family.type}\n")
         if family.unit:
             header += f"# UNIT {family.name} {family.unit}\n"
+        return header
+
+    def _header(self, family: Metric) -> str:
+        if not _LEGACY_METRIC_NAME.fullmatch(family.name):
+            raise _NotCommon
+        header = self._header_text(family)
         if len(self._headers) > MAX_CACHED:
             self._headers.clear()
         self._headers[(family.name, family.documentation, family.type, family.unit)] = header
@@ -104,3 +121,30 @@ class OpenMetricsRenderer:
                 raise _NotCommon
             parts.append(f'{key}="{_escape_value(value)}"')
         return f"{name}{{{','.join(parts)}}} "
+
+
+# Text 0.0.4 names and types, as prometheus_client's generate_latest munges them.
+_TEXT_TYPES = {"counter": ("_total", "counter"), "info": ("_info", "gauge"),
+               "stateset": ("", "gauge"), "gaugehistogram": ("", "histogram"),
+               "unknown": ("", "untyped")}
+_TEXT_MOVED = ("_created", "_gsum", "_gcount")
+
+
+class TextRenderer(OpenMetricsRenderer):
+    """Renders families as the Prometheus text format 0.0.4, byte-identical to
+    prometheus_client.exposition.generate_latest for the common case."""
+
+    MOVES_SAMPLES = True
+
+    @staticmethod
+    def _moved(family: str, sample: str) -> bool:
+        return len(sample) > len(family) and sample.startswith(family) and \
+            sample[len(family):] in _TEXT_MOVED
+
+    def _header_text(self, family: Metric) -> str:
+        suffix, kind = _TEXT_TYPES.get(family.type, ("", family.type))
+        name = family.name + suffix
+        if not _LEGACY_METRIC_NAME.fullmatch(name):
+            raise _NotCommon
+        text = family.documentation.replace("\\", r"\\").replace("\n", r"\n")
+        return f"# HELP {name} {text}\n# TYPE {name} {kind}\n"

@@ -35,6 +35,7 @@ from prometheus_client.metrics_core import Metric
 
 from totem_agent.health import DEGRADED, OK, PENDING, Check
 from totem_agent.secrets_policy import redact_url
+from totem_agent.threadnames import name_native_thread
 
 log = logging.getLogger("totem_agent.pushgateway")
 
@@ -186,6 +187,7 @@ class Pusher:
         return self.interval * factor
 
     def _run(self) -> None:
+        name_native_thread()
         while True:
             try:
                 self.push_once()

@@ -26,6 +26,7 @@ from prometheus_client.metrics_core import Metric
 
 from totem_agent.buffer import Buffer, BufferFormatError, BufferStats
 from totem_agent.health import DEGRADED, FAILING, OK, Check
+from totem_agent.threadnames import name_native_thread
 
 log = logging.getLogger("totem_agent.buffer")
 
@@ -86,6 +87,9 @@ class Recorder:
         self.appends = 0
         # Told after every append: the buffer's series in /metrics' live part changed.
         self.on_change: Callable[[], None] = lambda: None
+        # Told each stored cycle (timestamp ms, samples): the status page's history.
+        self.on_appended: Callable[[int, list[tuple[str, dict[str, str], float]]], None] = \
+            lambda ts, samples: None
         self._stats: BufferStats | None = None
         self._stats_lock = threading.Lock()
         self._cycle = threading.Event()
@@ -117,6 +121,7 @@ class Recorder:
         self.buffer.close()
 
     def _loop(self) -> None:
+        name_native_thread()
         while not self._stop.is_set():
             self._cycle.wait()
             self._cycle.clear()
@@ -145,6 +150,10 @@ class Recorder:
         self._refresh_stats()
         if stored:
             self.last_error = None
+            try:
+                self.on_appended(int(now * 1000), samples)
+            except Exception:  # the charts must never cost the buffer a cycle
+                log.exception("after-append work failed")
         elif samples:
             # The buffer counted the cycle as lost (disk full) and logged it once.
             self._failed("the disk is full", now)

@@ -13,7 +13,11 @@ after its deadline is discarded (it was already reported), so a result is never
 older than its deadline.
 
 Results land in `CollectorState`; the exposition layer reads them, so a scrape
-never runs a collector.
+never runs a collector. `on_change` is told once the lane has finished the runs
+queued at a tick (a whole cycle), not after each collector: a scrape in the middle
+of a cycle serves the previous complete one instead of rendering a half-new one.
+Changes made off the lane (a deadline missed, a late result from an abandoned
+lane) are told at once.
 """
 
 from __future__ import annotations
@@ -34,8 +38,11 @@ from prometheus_client.metrics_core import Metric
 from totem_agent.collectors.base import Collector, CollectorContext, NoDataError
 from totem_agent.config import CollectorSettings
 from totem_agent.health import FAILING, NOT_APPLICABLE, OK, PENDING, Check
+from totem_agent.threadnames import name_native_thread
 
 log = logging.getLogger("totem_agent.scheduler")
+# The _Worker whose thread this is, if any: see Scheduler._changed.
+_on_lane = threading.local()
 
 # Outcomes of one run. "skipped": the previous run was still stuck at the tick.
 RESULT_OK = "ok"
@@ -116,6 +123,7 @@ class Scheduler:
         self.last_heartbeat = time.monotonic()
         self.heartbeat_every: float | None = None
         self.states: dict[str, CollectorState] = {}
+        self._change_pending = False
         self._lane = _Worker(self._lane_idle)
         for item in settings:
             self.states[item.name] = self._build(item, context)
@@ -161,6 +169,7 @@ class Scheduler:
             futures.wait(waiting, timeout=0.02, return_when=futures.FIRST_COMPLETED)
 
     def _loop(self) -> None:
+        name_native_thread()
         while not self._stop.is_set():
             with self._lock:
                 now = self.last_heartbeat = time.monotonic()
@@ -216,7 +225,18 @@ class Scheduler:
             for job in slow.abandon():
                 self._lane.put(job)
 
+    def _changed(self) -> None:
+        """A result changed: tell on_change now, or when the lane's cycle is done."""
+        worker = getattr(_on_lane, "worker", None)
+        if worker is not None and not worker.abandoned:
+            self._change_pending = True
+        else:
+            self.on_change()
+
     def _lane_idle(self) -> None:
+        if self._change_pending:
+            self._change_pending = False
+            self.on_change()
         try:
             self.on_idle()
         except Exception:  # the lane must keep running collectors whatever happens here
@@ -245,7 +265,7 @@ class Scheduler:
                 self._set_outcome(state, RESULT_NO_DATA, str(err))
             else:
                 self._record_failure(state, RESULT_ERROR, describe_error(err))
-        self.on_change()
+        self._changed()
 
     def _record_failure(self, state: CollectorState, reason: str, message: str) -> None:
         state.failures[reason] += 1
@@ -254,7 +274,7 @@ class Scheduler:
         state.families = []
         if reason != RESULT_SKIPPED or state.outcome != RESULT_TIMEOUT:
             self._set_outcome(state, reason, message)
-        self.on_change()
+        self._changed()
 
     def _set_outcome(self, state: CollectorState, outcome: str, message: str = "") -> None:
         """Log once per change of outcome, not every cycle."""
@@ -323,7 +343,7 @@ class _Worker:
         self._on_idle = on_idle
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self.current: CollectorState | None = None
-        self._abandoned = False
+        self.abandoned = False
         self._thread = threading.Thread(target=self._serve, name="collectors", daemon=True)
         self._thread.start()
 
@@ -341,7 +361,7 @@ class _Worker:
     def abandon(self) -> list[_Job]:
         """Give up on this lane (its current run is stuck): return the queued jobs.
         The thread ends by itself if the stuck run ever returns."""
-        self._abandoned = True
+        self.abandoned = True
         jobs: list[_Job] = []
         while True:
             try:
@@ -354,7 +374,9 @@ class _Worker:
                 jobs.append(job)
 
     def _serve(self) -> None:
-        while not self._abandoned and (job := self._jobs.get()) is not None:
+        _on_lane.worker = self
+        name_native_thread()
+        while not self.abandoned and (job := self._jobs.get()) is not None:
             state, future = job
             # Set before the future reads as running: the deadline counts from here.
             state.run_started = time.monotonic()

@@ -10,6 +10,9 @@ also `WATCHDOG_USEC` (and `WATCHDOG_PID`). The agent sends:
   keeps turning (its heartbeat is fresh): a wedged scheduler stops the pings and
   systemd restarts the agent, which a timer thread of its own would never do;
 - `STATUS=` one line for `systemctl status`, when it changes;
+- `RELOADING=1` (with `MONOTONIC_USEC=`) when a reload (SIGHUP) begins, and
+  `READY=1` again when it is over, applied or refused, so that systemd leaves
+  the "reloading" state either way;
 - `STOPPING=1` when a stop begins.
 
 Outside systemd (no NOTIFY_SOCKET) nothing of this runs. A send that fails is
@@ -28,6 +31,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 from totem_agent.health import FAILING, PENDING, Check, roll_up
+from totem_agent.threadnames import name_native_thread
 
 log = logging.getLogger("totem_agent.sdnotify")
 
@@ -193,6 +197,23 @@ class ServiceNotifier:
         self._thread = threading.Thread(target=self._loop, name="sd-notify", daemon=True)
         self._thread.start()
 
+    def reloading(self) -> None:
+        """A reload (SIGHUP) begins. MONOTONIC_USEC is what systemd 253's
+        Type=notify-reload asks for; older versions ignore it."""
+        usec = time.monotonic_ns() // 1000  # CLOCK_MONOTONIC, as systemd wants
+        self.notify.send("RELOADING=1", f"MONOTONIC_USEC={usec}",
+                         "STATUS=reloading the configuration")
+
+    def reloaded(self, scheduler: _Scheduler, outcome: str = "") -> None:
+        """The reload is over; the watchdog now follows `scheduler` (a reload builds a
+        new one). `outcome` is said in STATUS= (e.g. that a bad config was refused)."""
+        scheduler.heartbeat_every = self.scheduler.heartbeat_every
+        self.scheduler = scheduler
+        line = status_line(self.health.checks())
+        self._last_status = f"{line} ({outcome})" if outcome else line
+        self._last_status_at = self.clock()
+        self.notify.send("READY=1", f"STATUS={self._last_status}")
+
     def stopping(self) -> None:
         self._stop.set()
         self.notify.send("STOPPING=1", "STATUS=stopping")
@@ -206,6 +227,7 @@ class ServiceNotifier:
         return self.clock() - self.scheduler.last_heartbeat
 
     def _loop(self) -> None:
+        name_native_thread()
         while not self._stop.wait(self.period):
             self.tick()
 

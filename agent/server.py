@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from totem_agent import __version__
 from totem_agent.exposition import Exposition
 from totem_agent.health import FAILING, HealthModel
 from totem_agent.httpmetrics import OTHER_HANDLER, HttpMetrics
+from totem_agent.threadnames import name_native_thread
 from totem_agent.websecurity import WebSecurity
 
 log = logging.getLogger("totem_agent.server")
@@ -42,6 +44,13 @@ def json_response(status: int, payload: Any) -> Response:
     return Response(status, body, "application/json; charset=utf-8")
 
 
+# Open connections served at once, each on its own thread (node_exporter's
+# --web.max-requests is 40 requests). A client that trickles its request a byte at a
+# time holds its thread for as long as it keeps sending; past this many, new
+# connections are closed at once (counted) instead of costing one more thread each.
+MAX_CONNECTIONS = 64
+
+
 class AgentHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     # Fail loudly when another process already holds the port, rather than sharing it.
@@ -55,9 +64,48 @@ class AgentHTTPServer(ThreadingHTTPServer):
         self.paths = {path for (_, path) in routes}
         self.http_metrics = http_metrics or HttpMetrics()
         self.web = web  # the web-config file: TLS, basic auth, headers (docs/security.md)
+        self.max_connections = MAX_CONNECTIONS
+        self._open = 0
+        self._open_lock = threading.Lock()
+        self._full_logged = False
         super().__init__(address, RequestHandler)
 
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._open_lock:
+            full = self._open >= self.max_connections
+            if not full:
+                self._open += 1
+                self._full_logged = False
+        if full:
+            self.http_metrics.refused_connections += 1
+            if not self._full_logged:  # once per episode, not once per connection
+                self._full_logged = True
+                log.warning("HTTP server: %d connections already open; closing new ones "
+                            "until some end (slow or stuck clients?)", self.max_connections)
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:  # the thread never started: its slot is free again
+            self._release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        with self._open_lock:
+            self._open -= 1
+
+    def serve_forever(self, poll_interval: float = 0.5) -> None:
+        name_native_thread("http")
+        super().serve_forever(poll_interval)
+
     def finish_request(self, request: Any, client_address: Any) -> None:
+        name_native_thread("http-conn")
         # Runs in the connection's own thread: a TLS handshake that stalls holds that
         # thread only (HANDSHAKE_TIMEOUT), never the accept loop.
         if self.web is None or not self.web.tls_enabled:

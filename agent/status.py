@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
+from collections.abc import Mapping
 from typing import Any, TextIO
 
+from totem_agent.agent_client import (
+    ANSWER,
+    UNREACHABLE,
+    USAGE,
+    AgentTarget,
+    ClientError,
+    build_target,
+    request,
+)
 from totem_agent.cli import ExitStatus
 
 _EXIT_BY_STATUS = {"ok": ExitStatus.OK, "degraded": ExitStatus.DEGRADED,
@@ -15,17 +23,22 @@ _WORDS = {"ok": "OK", "degraded": "DEGRADED", "failing": "FAILING", "pending": "
           "not_applicable": "n/a"}
 
 
-def fetch_health(url: str, timeout: float) -> dict[str, Any]:
-    """GET {url}/health; a 503 (failing) still carries the report."""
-    request = urllib.request.Request(url.rstrip("/") + "/health",
-                                     headers={"Accept": "application/json"})
+def fetch_health(target: AgentTarget | str, timeout: float) -> dict[str, Any]:
+    """GET /health; a 503 (failing) still carries the report. Raises ClientError."""
+    if isinstance(target, str):
+        target = AgentTarget(target.rstrip("/"))
+    answer = request(target, "GET", "/health", timeout, headers={"Accept": "application/json"})
+    if answer.status not in (200, 503):
+        raise ClientError(ANSWER, f"the agent at {target.url} answered HTTP "
+                          f"{answer.status} to /health")
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return dict(json.load(response))
-    except urllib.error.HTTPError as error:
-        if error.code == 503:
-            return dict(json.load(error))
-        raise
+        report = answer.json()
+    except ValueError:
+        report = None
+    if not isinstance(report, dict) or "status" not in report:
+        raise ClientError(ANSWER, f"{target.url}/health is not a totem-agent health "
+                          "report: is another program on that address?")
+    return report
 
 
 def _duration(seconds: float) -> str:
@@ -60,19 +73,38 @@ def format_report(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def show_status(url: str, as_json: bool, timeout: float, out: TextIO, err: TextIO) -> int:
+def show_status(target: AgentTarget | str, as_json: bool, timeout: float, out: TextIO,
+                err: TextIO) -> int:
+    if isinstance(target, str):
+        target = AgentTarget(target.rstrip("/"))
     try:
-        report = fetch_health(url, timeout)
-    except (OSError, ValueError) as error:
-        reason = getattr(error, "reason", error)
-        print(f"totem-agent is not reachable at {url}: {reason}. Is the service running? "
-              "(Linux: systemctl status totem-agent)", file=err)
+        report = fetch_health(target, timeout)
+    except ClientError as error:
+        if error.kind == UNREACHABLE:
+            print(f"totem-agent is not reachable at {target.url}: {error}. Is the service "
+                  "running? (Linux: systemctl status totem-agent)", file=err)
+        else:
+            print(f"totem-agent: {error}", file=err)
         if as_json:
-            print(json.dumps({"status": "unreachable", "url": url, "error": str(reason)}),
-                  file=out)
-        return ExitStatus.UNREACHABLE
+            print(json.dumps({"status": "unreachable", "url": target.url, "problem": error.kind,
+                              "error": str(error)}), file=out)
+        return ExitStatus.USAGE if error.kind == USAGE else ExitStatus.UNREACHABLE
     if as_json:
         print(json.dumps(report, indent=2), file=out)
     else:
         print(format_report(report), file=out)
     return _EXIT_BY_STATUS.get(str(report.get("status")), ExitStatus.UNREACHABLE)
+
+
+def status_command(args: Any, config: Any, env: Mapping[str, str], out: TextIO,
+                   err: TextIO) -> int:
+    """`totem-agent status` with its flags (cli.py): 0-3 as the health, 3 also when the
+    agent wants credentials it was not given, 64 for a flag or file of ours."""
+    try:
+        target = build_target(args.url, config, env, user=args.user,
+                              password_file=args.password_file, ca_file=args.ca_file,
+                              cert_file=args.cert_file, key_file=args.key_file)
+    except ClientError as error:
+        print(f"totem-agent: {error}", file=err)
+        return ExitStatus.USAGE
+    return show_status(target, as_json=args.json, timeout=args.timeout, out=out, err=err)

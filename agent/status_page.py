@@ -13,7 +13,6 @@ from __future__ import annotations
 import urllib.parse
 from functools import cache
 from http import HTTPStatus
-from importlib import resources
 
 from totem_agent.history import History
 from totem_agent.server import Handler, RequestHandler, Response, json_response
@@ -40,6 +39,8 @@ ASSETS = {
 
 @cache
 def asset(name: str) -> bytes:
+    from importlib import resources  # lazy: only when someone opens the page
+
     return resources.files("totem_agent").joinpath("static", name).read_bytes()
 
 

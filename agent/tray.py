@@ -27,7 +27,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from totem_agent import DEFAULT_PORT, tray_model
+from totem_agent import tray_model
+from totem_agent.agent_client import CLIENT_ENV, AgentTarget, ClientError, build_target
 from totem_agent.status import fetch_health
 
 log = logging.getLogger("totem_agent.tray")
@@ -109,12 +110,14 @@ def save_text(text: str, directory: Path | None = None) -> Path:
 class Tray:
     """Polls /health and keeps an icon, its tooltip and its menu in step."""
 
-    def __init__(self, url: str, interval: float = DEFAULT_INTERVAL, timeout: float = 3.0,
-                 env: Mapping[str, str] | None = None,
-                 fetch: Callable[[str, float], dict[str, Any]] = fetch_health,
+    def __init__(self, target: AgentTarget | str, interval: float = DEFAULT_INTERVAL,
+                 timeout: float = 3.0, env: Mapping[str, str] | None = None,
+                 fetch: Callable[[AgentTarget, float], dict[str, Any]] = fetch_health,
                  open_url: Callable[[str], Any] = webbrowser.open,
                  copy: Callable[[str], str] | None = None) -> None:
-        self.url = url.rstrip("/")
+        # A URL alone: plain http or https with the system's CAs, no credentials.
+        self.target = AgentTarget(target.rstrip("/")) if isinstance(target, str) else target
+        self.url = self.target.url
         self.interval = interval
         self.timeout = timeout
         self.env = dict(os.environ if env is None else env)
@@ -131,14 +134,14 @@ class Tray:
     def poll(self) -> str:
         """Ask the agent once; returns the new state (and updates the icon if shown)."""
         try:
-            self.report, self.error = self._fetch(self.url, self.timeout), None
-        except (OSError, ValueError) as err:
+            self.report, self.error = self._fetch(self.target, self.timeout), None
+        except (ClientError, OSError, ValueError) as err:
             self.report, self.error = None, str(getattr(err, "reason", err))
         before, after = self.state, tray_model.tray_state(self.report)
         self.state = after
         if after != before:
             log.info("tray: state %s -> %s: %s", before or "start", after,
-                     tray_model.tooltip(self.report, self.url))
+                     tray_model.tooltip(self.report, self.url, self.error))
         self._show(before, after)
         return after
 
@@ -146,7 +149,7 @@ class Tray:
         icon = self.icon
         if icon is None:
             return
-        title = tray_model.tooltip(self.report, self.url)
+        title = tray_model.tooltip(self.report, self.url, self.error)
         if type(icon).__module__.endswith("_xorg"):
             # The xorg backend writes WM_NAME as Latin-1 and raises on anything else.
             title = title.encode("latin-1", "replace").decode("latin-1")
@@ -176,7 +179,8 @@ class Tray:
 
     # -- menu -----------------------------------------------------------------------------
     def menu_entries(self) -> list[MenuEntry]:
-        lines = [MenuEntry(text) for text in tray_model.menu_lines(self.report, self.url)]
+        lines = [MenuEntry(text)
+                 for text in tray_model.menu_lines(self.report, self.url, self.error)]
         return [*lines,
                 MenuEntry("Open status page", self.open_status_page, default=True),
                 MenuEntry("Copy diagnostics", self.copy_diagnostics),
@@ -253,28 +257,36 @@ def _action(action: Callable[[], Any] | None) -> Callable[[Any, Any], None] | No
     return run
 
 
-def tray_url(config_path: str | None, env: Mapping[str, str], err: Any) -> str:
-    """The agent's address from the config's listen; the default address when the
-    config cannot be read (the tray runs as the desktop user, the config may be
-    readable by the service only)."""
-    from totem_agent.cli import _url_from_listen
+def tray_target(args: Any, env: Mapping[str, str], err: Any) -> AgentTarget | None:
+    """The agent to follow: --url, else the config's listen and web-config; the default
+    address when the config cannot be read (the tray runs as the desktop user, the
+    config may be readable by the service only). None (said on `err`) when a flag or
+    the password file is wrong."""
     from totem_agent.config import ConfigError, load_config
 
+    config = None
+    if not args.url:
+        try:
+            config = load_config(args.config, env={k: v for k, v in env.items()
+                                                   if k not in CLIENT_ENV})
+        except (ConfigError, OSError) as problem:
+            print(f"totem-agent tray: cannot read the config ({problem}); asking the "
+                  "default address (give --url to choose)", file=err)
     try:
-        return _url_from_listen(load_config(config_path, env=env).agent["listen"])
-    except (ConfigError, OSError) as problem:
-        url = f"http://127.0.0.1:{DEFAULT_PORT}"
-        print(f"totem-agent tray: cannot read the config ({problem}); asking {url}",
-              file=err)
-        return url
+        return build_target(args.url, config, env, user=args.user,
+                            password_file=args.password_file, ca_file=args.ca_file,
+                            cert_file=args.cert_file, key_file=args.key_file)
+    except ClientError as problem:
+        print(f"totem-agent tray: {problem}", file=err)
+        return None
 
 
-def run_tray(url: str, interval: float, err: Any) -> int:
+def run_tray(target: AgentTarget, interval: float, err: Any) -> int:
     """`totem-agent tray`: exit code 0 after "Quit tray", 4 when no tray can be shown."""
     logging.basicConfig(level=logging.INFO, stream=err,
                         format="%(asctime)s %(levelname)s %(message)s")
     try:
-        Tray(url, interval=max(interval, 0.2)).run()
+        Tray(target, interval=max(interval, 0.2)).run()
     except ImportError as error:
         print(f"totem-agent tray: the tray needs pystray and pillow "
               f"(pip install 'totem-agent[tray]'): {error}", file=err)

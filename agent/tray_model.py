@@ -61,10 +61,12 @@ def check_sentence(name: str, check: Mapping[str, Any]) -> str:
     return f"{name}: {what}"
 
 
-def tooltip(report: Mapping[str, Any] | None, url: str) -> str:
+def tooltip(report: Mapping[str, Any] | None, url: str, error: str | None = None) -> str:
+    """`error`: why there is no report (the agent asks for a password, a TLS problem)."""
     state = tray_state(report)
     if report is None:
-        return _cut(f"Kiosk monitor: agent not reachable at {url}", TOOLTIP_MAX)
+        why = f" ({error})" if error else ""
+        return _cut(f"Kiosk monitor: agent not reachable at {url}{why}", TOOLTIP_MAX)
     instance = report.get("instance", "?")
     head = f"Kiosk {instance}: {WORDS[state]}"
     found = problems(report)
@@ -74,11 +76,14 @@ def tooltip(report: Mapping[str, Any] | None, url: str) -> str:
     return _cut(f"{head} - {check_sentence(*found[0])}{more}", TOOLTIP_MAX)
 
 
-def menu_lines(report: Mapping[str, Any] | None, url: str) -> list[str]:
-    """The disabled lines at the top of the menu: the state, then one per problem."""
+def menu_lines(report: Mapping[str, Any] | None, url: str,
+               error: str | None = None) -> list[str]:
+    """The disabled lines at the top of the menu: the state, then one per problem (or
+    why the agent gave no report)."""
     state = tray_state(report)
     if report is None:
-        return [f"Agent not reachable at {url}"]
+        return [f"Agent not reachable at {url}", *([_cut(error, MENU_LINE_MAX)] if error
+                                                    else [])]
     lines = [f"Kiosk {report.get('instance', '?')}: {WORDS[state]}"]
     for name, check in problems(report):
         word = CHECK_WORDS.get(str(check.get("status")), "")

@@ -18,8 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 CLIENT_AUTH = {
     # exporter-toolkit name: Python's verify mode
     "": ssl.CERT_NONE, "NoClientCert": ssl.CERT_NONE,
@@ -337,6 +335,8 @@ def load_web_config(path: str | os.PathLike[str]) -> WebConfig:
     except (OSError, UnicodeDecodeError, ValueError) as err:  # ValueError: a NUL in the path
         raise WebConfigError([f"{path_text!r}: cannot read the web-config file ({err})"]) \
             from None
+    import yaml  # lazy: only agents given a web-config pay its import
+
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as err:

@@ -25,8 +25,6 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
-import bcrypt
-
 from totem_agent.webconfig import WebConfigError, load_web_config, ssl_context
 
 log = logging.getLogger("totem_agent.webconfig")
@@ -81,6 +79,8 @@ class BasicAuth:
                 self._cache.move_to_end(key)
         if cached is None:
             try:
+                import bcrypt  # lazy: only agents with basic_auth_users pay its import
+
                 cached = bcrypt.checkpw(password.encode(), hashed)
             except ValueError:
                 cached = False

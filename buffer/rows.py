@@ -15,6 +15,7 @@ import sqlite3
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from totem_agent.buffer import codec
 from totem_agent.buffer.model import Labels, SeriesSamples
@@ -125,11 +126,18 @@ def decode_columns(kind: int, data: bytes) -> list[codec.Column]:
 
 
 class Assembler:
-    """Gathers the cycles of several rows into one list of samples per series."""
+    """Gathers the cycles of several rows into one list of samples per series.
+
+    A series present in every cycle gathered (the usual case) gets the batch's
+    timestamps list itself, shared with the other such series: consumers must not
+    mutate a `SeriesSamples`' lists (the remote_write encoder recognises the shared
+    list and encodes its timestamps once per request).
+    """
 
     def __init__(self, catalog: Catalog) -> None:
         self._catalog = catalog
-        self._series: dict[int, tuple[list[int], list[float]]] = {}
+        # (layout, columns, timestamps of the cycles taken, first and end cycle index)
+        self._parts: list[tuple[list[int], Sequence[codec.Column], list[int], int, int]] = []
 
     def add(self, row: LogRow, columns: Sequence[codec.Column], lo: int, hi: int) -> None:
         """Add cycles with lo <= seq <= hi of a decoded row."""
@@ -137,27 +145,75 @@ class Assembler:
         b = min(hi, row.last_seq) - row.first_seq + 1
         if a >= b:
             return
-        times = row.timestamps()
         layout = self._catalog.layouts[row.layout_id]
         if len(layout) != len(columns):
             raise codec.CodecError(f"log row {row.first_seq}: {len(columns)} columns for "
                                    f"a layout of {len(layout)} series")
-        for sid, (present, values) in zip(layout, columns, strict=True):
-            if present is None:
-                ts, vs = times[a:b], values[a:b]
-            else:
-                i, j = bisect.bisect_left(present, a), bisect.bisect_left(present, b)
-                if i == j:
-                    continue
-                ts, vs = [times[k] for k in present[i:j]], values[i:j]
-            acc = self._series.get(sid)
-            if acc is None:
-                self._series[sid] = (list(ts), list(vs))
-            else:
-                acc[0].extend(ts)
-                acc[1].extend(vs)
+        self._parts.append((layout, columns, row.timestamps()[a:b], a, b))
 
     def result(self) -> tuple[SeriesSamples, ...]:
+        parts = self._parts
+        if parts and all(part[0] is parts[0][0] for part in parts) and not any(
+                present for part in parts for present, _ in part[1]):
+            return self._dense(parts)
+        times = parts[0][2] if len(parts) == 1 else [t for part in parts for t in part[2]]
+        # sid -> [timestamps, values]; timestamps None while the series has every
+        # cycle so far (its timestamps are then times[:len(values)]).
+        gathered: dict[int, list[Any]] = {}
+        offset = 0
+        for layout, columns, part_times, a, b in parts:
+            for sid, (present, values) in zip(layout, columns, strict=True):
+                acc = gathered.get(sid)
+                if present is None:
+                    if acc is None and offset == 0:
+                        gathered[sid] = [None, values[a:b]]
+                        continue
+                    if acc is not None and acc[0] is None and len(acc[1]) == offset:
+                        acc[1] += values[a:b]
+                        continue
+                    ts, vs = part_times, values[a:b]
+                else:
+                    i, j = bisect.bisect_left(present, a), bisect.bisect_left(present, b)
+                    if i == j:
+                        continue
+                    ts, vs = [part_times[k - a] for k in present[i:j]], values[i:j]
+                if acc is None:
+                    gathered[sid] = [list(ts), vs]
+                    continue
+                if acc[0] is None:
+                    acc[0] = times[:len(acc[1])]
+                acc[0] += ts
+                acc[1] += vs
+            offset += b - a
         names = self._catalog.series
-        return tuple(SeriesSamples(names[sid][0], names[sid][1], ts, vs)
-                     for sid, (ts, vs) in self._series.items())
+        total = len(times)
+        out = []
+        for sid, (ts, vs) in gathered.items():
+            if ts is None:
+                ts = times if len(vs) == total else times[:len(vs)]
+            name, labels = names[sid]
+            out.append(SeriesSamples(name, labels, ts, vs))
+        return tuple(out)
+
+    def _dense(self, parts: list[tuple[list[int], Sequence[codec.Column], list[int], int, int]]
+               ) -> tuple[SeriesSamples, ...]:
+        """`result` when every part has the same series, each in every cycle (the usual
+        batch): no bookkeeping per series, one shared timestamps list."""
+        names = self._catalog.series
+        layout = parts[0][0]
+        if len(parts) == 1:
+            _, columns, times, a, b = parts[0]
+            return tuple([SeriesSamples(*names[sid], times, values[a:b])
+                          for sid, (_, values) in zip(layout, columns, strict=True)])
+        times = [t for part in parts for t in part[2]]
+        if len(parts) == 2:  # a batch across two chunks: the usual case while draining
+            (_, one, _, a1, b1), (_, two, _, a2, b2) = parts
+            return tuple([SeriesSamples(*names[sid], times, v1[a1:b1] + v2[a2:b2])
+                          for sid, (_, v1), (_, v2) in zip(layout, one, two, strict=True)])
+        out = []
+        for i, sid in enumerate(layout):
+            values = []
+            for _, columns, _, a, b in parts:
+                values += columns[i][1][a:b]
+            out.append(SeriesSamples(*names[sid], times, values))
+        return tuple(out)

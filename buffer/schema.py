@@ -26,6 +26,13 @@ technician can read with the `sqlite3` shell:
   sent, dropped by reason, evicted, lost cycles); destination and reason are ''
   where they do not apply.
 
+Upgrades: `MIGRATIONS[n]` turns a format-n file into format n+1. Each step runs
+in its own transaction, which also bumps `format_version`, so a kill -9 in the
+middle leaves the file at n or at n+1, never between (SQLite's DDL is
+transactional; a step must not COMMIT, e.g. through executescript). There is one
+format so far: no step yet. tests/fixtures/buffer/ keeps a file of every older
+format (made by scripts/make_format_fixtures.py), which the tests open and check.
+
 PRAGMAs (checked by the tests): `journal_mode=WAL`; `synchronous=FULL` (each
 commit fsyncs the WAL: on power loss at most the cycle being written is lost,
 see docs/buffer.md for why NORMAL is not enough); `auto_vacuum=INCREMENTAL`
@@ -37,13 +44,21 @@ of failing); `journal_size_limit` (the WAL shrinks back after a big write).
 from __future__ import annotations
 
 import errno
+import logging
 import sqlite3
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 FORMAT_VERSION = 1
 APPLICATION_ID = 0x746F7465  # "tote": `file` and the sqlite3 shell show it
 BUSY_TIMEOUT_MS = 10_000
+log = logging.getLogger("totem_agent.buffer")
+
+# One step per format: MIGRATIONS[n](conn) turns a format-n database into format
+# n+1, inside the transaction migrate() opens (it bumps format_version itself).
+Migration = Callable[[sqlite3.Connection], None]
+MIGRATIONS: dict[int, Migration] = {}
 JOURNAL_SIZE_LIMIT = 4 * 1024 * 1024
 
 _TABLES = """
@@ -142,7 +157,7 @@ def open_database(path: Path, *, readonly: bool, now_ms: int) -> sqlite3.Connect
         if readonly:
             if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'meta'").fetchone():
                 raise BufferFormatError(f"{path}: not a totem-agent buffer (no meta table)")
-            check_version(dict(conn.execute("SELECT key, value FROM meta").fetchall()), path)
+            check_readable(dict(conn.execute("SELECT key, value FROM meta").fetchall()), path)
         else:
             ensure_schema(conn, path, now_ms)
     except sqlite3.OperationalError:
@@ -183,7 +198,48 @@ def ensure_schema(conn: sqlite3.Connection, path: Path,
         conn.execute("ROLLBACK")
         raise
     check_version(meta, path)
+    if int(meta["format_version"]) < FORMAT_VERSION:
+        migrate(conn, path)
+        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
     return meta
+
+
+def migrate(conn: sqlite3.Connection, path: Path, *, target: int | None = None,
+            steps: Mapping[int, Migration] | None = None) -> int:
+    """Bring the file up to format `target` (default FORMAT_VERSION), one step per
+    transaction; returns the format it is at. A step that fails rolls back alone:
+    the file stays at the last format reached, and BufferFormatError says which.
+    Safe against another process migrating the same file at the same time (the
+    version is read again inside each step's write transaction)."""
+    target = FORMAT_VERSION if target is None else target
+    steps = MIGRATIONS if steps is None else steps
+    while True:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            version = int(conn.execute(
+                "SELECT value FROM meta WHERE key = 'format_version'").fetchone()[0])
+            if version >= target:
+                conn.execute("COMMIT")
+                return version
+            step = steps.get(version)
+            if step is None:
+                raise BufferFormatError(f"{path}: no upgrade from buffer format {version} to "
+                                        f"{version + 1}; this totem-agent cannot read it")
+            try:
+                step(conn)
+            except sqlite3.Error as exc:
+                raise BufferFormatError(f"{path}: upgrading the buffer from format {version} "
+                                        f"to {version + 1} failed ({exc}); the file is "
+                                        f"unchanged, still format {version}") from exc
+            conn.execute("UPDATE meta SET value = ? WHERE key = 'format_version'",
+                         (str(version + 1),))
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        log.info("buffer upgraded from format %d to %d", version, version + 1,
+                 extra={"path": str(path)})
 
 
 def check_version(meta: dict[str, str], path: Path) -> None:
@@ -198,6 +254,17 @@ def check_version(meta: dict[str, str], path: Path) -> None:
             "aside (its samples can be exported with the newer version)")
     if version < 1:
         raise BufferFormatError(f"{path}: buffer format {version} is not a known format")
+
+
+def check_readable(meta: dict[str, str], path: Path) -> None:
+    """A read-only open cannot upgrade: an older file is for the agent to open first."""
+    check_version(meta, path)
+    version = int(meta["format_version"])
+    if version < FORMAT_VERSION:
+        raise BufferFormatError(
+            f"{path}: buffer format {version} was written by an older totem-agent; this one "
+            f"reads format {FORMAT_VERSION}. Start the agent once (it upgrades the file in "
+            "place, keeping every sample), then read it again")
 
 
 def _create(conn: sqlite3.Connection, now_ms: int) -> None:

@@ -176,12 +176,18 @@ class Buffer:
 
     # -- read and settle --------------------------------------------------------
 
-    def read(self, destination: str, max_samples: int) -> Batch | None:
+    def read(self, destination: str, max_samples: int, after_seq: int | None = None,
+             until_seq: int | None = None) -> Batch | None:
         """The next whole cycles after the destination's cursor, up to `max_samples`.
 
         Always at least one cycle (so one cycle larger than `max_samples` still
         goes out). None when nothing is pending. Reading does not move the
         cursor: the same batch comes back until it is settled.
+
+        `after_seq` reads ahead, past batches not settled yet (a shipper with
+        requests in flight): the cycles after `after_seq`, or after the cursor if
+        that is further (eviction moved it). Such batches settle in order.
+        `until_seq` stops at that cycle (to read a batch again).
         """
         with self._lock:
             conn = self._conn
@@ -192,7 +198,9 @@ class Buffer:
                 if row is None:
                     raise UnknownDestinationError(destination)
                 cursor = int(row[0])
-                picked, counts = self._pick(cursor, max_samples)
+                if after_seq is not None:
+                    cursor = max(cursor, after_seq)
+                picked, counts = self._pick(cursor, max_samples, until_seq)
                 self._catalog.load(conn, {r.layout_id for r, _ in picked})
             finally:
                 conn.execute("COMMIT")
@@ -208,7 +216,8 @@ class Buffer:
         return Batch(destination, cursor, last, sum(counts), min(times), max(times),
                      tuple(counts), assembler.result())
 
-    def _pick(self, cursor: int, max_samples: int) -> tuple[list[tuple[LogRow, bytes]], list[int]]:
+    def _pick(self, cursor: int, max_samples: int, until_seq: int | None = None
+              ) -> tuple[list[tuple[LogRow, bytes]], list[int]]:
         picked: list[tuple[LogRow, bytes]] = []
         counts: list[int] = []
         total = 0
@@ -221,7 +230,8 @@ class Buffer:
                     raise AssertionError(f"buffer log has a gap before seq {logrow.first_seq}")
                 taken = False
                 for n in logrow.counts()[max(cursor + len(counts) + 1 - logrow.first_seq, 0):]:
-                    if counts and total + n > max_samples:
+                    if (counts and total + n > max_samples) or (
+                            until_seq is not None and cursor + len(counts) >= until_seq):
                         break
                     counts.append(n)
                     total += n

@@ -78,6 +78,11 @@ class Collector(abc.ABC):
     def collect(self) -> Iterable[Metric]:
         """Read the source once and return its metric families."""
 
+    def close(self) -> None:
+        """Release what is held open between runs (a serial port), when a config reload
+        replaces this collector: its successor may need the same port at once."""
+        return None  # most collectors hold nothing between runs
+
 
 def read_text(path: Path) -> str:
     """Read a small /proc or /sys file; a missing file is NoDataError.

@@ -1,9 +1,10 @@
 #!/bin/sh
-# Build the single-file binary dist/totem-agent with PyInstaller (about 25 s).
+# Build the single-file binary dist/totem-agent with PyInstaller (about 25 s; 50 s with the tray).
 #
 #   installer/build-binary.sh                     -> dist/totem-agent
 #   installer/build-binary.sh --dist DIR --work DIR
 #
+# With the tray extra in the venv, dist/totem-agent-tray too (the tray icon).
 # DIST becomes a release folder: the binary, install.sh, uninstall.sh, the unit,
 # the udev rules and the example config side by side (copy it to a USB stick;
 # `sudo ./install.sh` there, or `sudo ./totem-agent service install`).
@@ -19,7 +20,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --dist) DIST=$2; shift 2 ;;
         --work) WORK=$2; shift 2 ;;
-        -h|--help) sed -n '2,13s/^# \{0,1\}//p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,14s/^# \{0,1\}//p' "$0"; exit 0 ;;
         *) echo "build-binary.sh: unknown option: $1" >&2; exit 64 ;;
     esac
 done
@@ -39,3 +40,8 @@ for optional in service_units/totem-agent-tray.desktop docs/install.md; do
     if [ -f "$optional" ]; then cp "$optional" "$DIST/"; fi
 done
 echo "built $DIST/totem-agent ($(wc -c < "$DIST/totem-agent") bytes)"
+if [ -f "$DIST/totem-agent-tray" ]; then
+    echo "built $DIST/totem-agent-tray ($(wc -c < "$DIST/totem-agent-tray") bytes)"
+else
+    echo "no tray binary: this venv has no pystray (pip install -e '.[tray]')"
+fi

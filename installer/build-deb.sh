@@ -36,7 +36,10 @@ install -D -m 644 service_units/60-totem-agent.rules "$STAGE/usr/lib/udev/rules.
 install -D -m 640 installer/config.example.toml "$STAGE/etc/totem-agent/config.toml"
 install -D -m 644 installer/config.example.toml "$STAGE/usr/share/doc/totem-agent/config.example.toml"
 install -D -m 644 docs/install.md "$STAGE/usr/share/doc/totem-agent/install.md"
-if [ -f service_units/totem-agent-tray.desktop ]; then
+# The tray icon's own binary, when it was built beside the agent's (install.sh's rule).
+TRAY_BINARY="$(dirname "$BINARY")/totem-agent-tray"
+if [ -x "$TRAY_BINARY" ] && [ -f service_units/totem-agent-tray.desktop ]; then
+    install -D -m 755 "$TRAY_BINARY" "$STAGE/usr/bin/totem-agent-tray"
     install -D -m 644 service_units/totem-agent-tray.desktop \
         "$STAGE/etc/xdg/autostart/totem-agent-tray.desktop"
 fi

@@ -41,12 +41,12 @@ if ($LASTEXITCODE -ne 0) {
     exit $LASTEXITCODE
 }
 
-# The tray icon runs in each user's session at logon (a separate build with the
-# tray extra: totem-agent-tray.exe), never inside the service.
+# The tray icon runs in each user's session at logon (totem-agent-tray.exe, built
+# by the same spec when the build venv has the tray extra), never inside the service.
 $tray = Join-Path $PSScriptRoot 'totem-agent-tray.exe'
 if (Test-Path -LiteralPath $tray) {
     Copy-Item -LiteralPath $tray -Destination $target -Force
     Set-ItemProperty -Path 'HKLM:\Software\Microsoft\Windows\CurrentVersion\Run' `
-        -Name 'totem-agent-tray' -Value ('"' + (Join-Path $target 'totem-agent-tray.exe') + '" tray')
+        -Name 'totem-agent-tray' -Value ('"' + (Join-Path $target 'totem-agent-tray.exe') + '"')
 }
 Write-Output 'totem-agent installed. Check it: & "$env:ProgramFiles\totem-agent\totem-agent.exe" status'

@@ -6,6 +6,8 @@
 #   sudo ./install.sh --root /tmp/image    into a directory tree (image building, tests):
 #                                          nothing is started, the host is not touched
 #
+# A totem-agent-tray binary beside the agent's is installed too, with the XDG
+# autostart entry that starts it in each desktop session (the tray icon).
 # Idempotent: running it again changes nothing, or upgrades what differs. The
 # config (/etc/totem-agent/config.toml) and the buffer (/var/lib/totem-agent)
 # are never overwritten. docs/install.md explains every step.
@@ -16,7 +18,7 @@ USER_NAME=totem-agent
 here=$(cd "$(dirname "$0")" && pwd)
 
 usage() {
-    sed -n '2,11s/^# \{0,1\}//p' "$0"
+    sed -n '2,13s/^# \{0,1\}//p' "$0"
     echo "options: --binary FILE  --root DIR (or DESTDIR=DIR)  --no-start  --help"
 }
 
@@ -70,6 +72,12 @@ RULES=$(find_source "$here/60-$NAME.rules" "$here/../service_units/60-$NAME.rule
     die "cannot find 60-$NAME.rules"
 EXAMPLE=$(find_source "$here/config.example.toml") || die "cannot find config.example.toml"
 TRAY=$(find_source "$here/$NAME-tray.desktop" "$here/../service_units/$NAME-tray.desktop") || TRAY=""
+# The tray icon is its own binary (the agent's carries no GUI toolkit), built
+# beside it when the build had the tray extra; without it, no autostart entry.
+TRAY_BINARY="$(dirname "$BINARY")/$NAME-tray"
+if [ -z "$TRAY" ] || [ ! -f "$TRAY_BINARY" ] || [ ! -x "$TRAY_BINARY" ]; then
+    TRAY_BINARY=""
+fi
 DOC=$(find_source "$here/install.md" "$here/../docs/install.md") || DOC=""
 
 changed=""
@@ -127,7 +135,12 @@ gid=$(account_id passwd "$USER_NAME" 4)
 put "$BINARY" /usr/bin/$NAME 755
 put "$UNIT" /etc/systemd/system/$NAME.service 644
 put "$RULES" /etc/udev/rules.d/60-$NAME.rules 644
-[ -n "$TRAY" ] && put "$TRAY" /etc/xdg/autostart/$NAME-tray.desktop 644
+if [ -n "$TRAY_BINARY" ]; then
+    put "$TRAY_BINARY" /usr/bin/$NAME-tray 755
+    put "$TRAY" /etc/xdg/autostart/$NAME-tray.desktop 644
+else
+    echo "  no $NAME-tray next to $BINARY: no tray icon (docs/install.md, \"The tray\")"
+fi
 put "$EXAMPLE" /usr/share/doc/$NAME/config.example.toml 644
 [ -n "$DOC" ] && put "$DOC" /usr/share/doc/$NAME/install.md 644
 
@@ -163,8 +176,9 @@ if [ "$START" = no ]; then
 fi
 systemctl enable --quiet $NAME
 if systemctl is-active --quiet $NAME; then
-    case "$changed" in
-        *"/usr/bin/$NAME"*|*"$NAME.service"*)
+    # Whole words: /usr/bin/totem-agent-tray changing alone needs no service restart.
+    case "$changed " in
+        *" /usr/bin/$NAME "*|*"/$NAME.service "*)
             systemctl restart $NAME
             echo "== upgraded and restarted $NAME (config and buffer kept)" ;;
         *) echo "== $NAME is up to date and running" ;;

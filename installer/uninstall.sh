@@ -55,6 +55,7 @@ remove() {
 }
 
 remove /usr/bin/$NAME
+remove /usr/bin/$NAME-tray
 remove /etc/systemd/system/$NAME.service
 remove /etc/udev/rules.d/60-$NAME.rules
 remove /etc/xdg/autostart/$NAME-tray.desktop

@@ -53,6 +53,8 @@ class Destination:
     insecure_skip_verify: bool = False
     headers: Mapping[str, str] = field(default_factory=dict)
     max_samples_per_send: int = 50_000
+    parallel_requests: int = 4
+    max_prepared_size: int = 8 * 1024 * 1024
     min_backoff: float = 0.25
     max_backoff: float = 5.0
     backlog_warning: float = 900.0

@@ -30,6 +30,14 @@ RESERVED_HEADERS = frozenset({"content-encoding", "content-type", "content-lengt
                               "x-prometheus-remote-write-version"})
 FILE_KEYS = ("password_file", "bearer_token_file", "ca_file", "cert_file", "key_file")
 TLS_KEYS = ("ca_file", "cert_file", "key_file", "insecure_skip_verify")
+MAX_PARALLEL_REQUESTS = 16
+
+
+def _at_most(limit: int) -> Callable[[Any], None]:
+    def check(value: Any) -> None:
+        if value > limit:
+            raise OptionError(f"must be at most {limit}, got {value}")
+    return check
 
 
 REMOTE_WRITE_OPTIONS: dict[str, Option] = {
@@ -63,6 +71,17 @@ REMOTE_WRITE_OPTIONS: dict[str, Option] = {
     "max_samples_per_send": Option("int", 50_000, "Most samples in one request (whole "
                                    "collection cycles; one cycle larger than this still "
                                    "goes out whole).", minimum=1),
+    "parallel_requests": Option("int", 4, "Requests in flight at once while a backlog "
+                                "drains (batches of 10,000 samples or more are split, a "
+                                "series always on the same connection, so its samples "
+                                "arrive in order). A kill can make at most the batch "
+                                "in flight arrive twice, whatever this is.",
+                                minimum=1, check=_at_most(MAX_PARALLEL_REQUESTS)),
+    "max_prepared_size": Option("size", 8 * 1024 * 1024, "Most memory for requests "
+                                "encoded ahead of those in flight (compressed bodies), e.g. "
+                                "while the receiver is down, so that a backlog drains "
+                                "faster when it answers again. 0: only the batch in flight.",
+                                minimum=0),
     "min_backoff": Option("duration", 0.25, "First wait before resending a failed request; "
                           "doubled after each failure.", minimum=0.001),
     "max_backoff": Option("duration", 5.0, "Longest wait between retries (a Retry-After "

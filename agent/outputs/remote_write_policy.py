@@ -17,7 +17,6 @@ body decides, not the status alone.
 from __future__ import annotations
 
 import random
-import statistics
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -168,7 +167,12 @@ class ClockSkew:
 
     @property
     def seconds(self) -> float | None:
-        return statistics.median(self._samples) if self._samples else None
+        if not self._samples:
+            return None
+        # By hand: the statistics module costs 0.5 MB of RSS (decimal, fractions).
+        ordered = sorted(self._samples)
+        middle = len(ordered) // 2
+        return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
 
 
 def describe_skew(skew: float, destination: str) -> str:

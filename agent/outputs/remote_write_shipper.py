@@ -18,8 +18,15 @@ timestamps, oldest first), POST it, and settle it with what the far end did:
   The far end's message is logged once per distinct message.
 
 Settlement happens only after the whole batch is decided: stopping mid-way
-leaves it pending, to be read again after a restart (at most that batch is sent
-twice). `stop()` cuts an in-flight request and any backoff short.
+leaves it pending, to be read again after a restart. `stop()` cuts the requests
+in flight and any backoff short.
+
+`ship_once()` does all this for one batch, one request at a time (tests and the
+benchmark's profile use it). The shipper's thread drains through
+`remote_write_pipeline.Pipeline` instead: `parallel_requests` connections
+(lanes), each series always on the same lane, the next batches read and encoded
+while requests are in flight, batches settled in order; a kill or stop then
+leaves at most `BATCHES_IN_FLIGHT` batches to be sent twice.
 
 `remote_write.RemoteWrite` groups the shippers of a config and exposes their
 metrics. docs/remote_write.md is the user's side of all this.
@@ -36,11 +43,13 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from totem_agent.buffer import Buffer, BufferStats, SeriesSamples
+from totem_agent.buffer import Batch, Buffer, BufferStats, SeriesSamples
 from totem_agent.health import DEGRADED, OK, PENDING, Check
 from totem_agent.outputs.remote_write_client import Answer, Client, Destination
+from totem_agent.outputs.remote_write_pipeline import Pipeline, Stopped
 from totem_agent.outputs.remote_write_policy import (
     REFUSED,
+    RETRY,
     SENT,
     Backoff,
     ClockSkew,
@@ -51,6 +60,7 @@ from totem_agent.outputs.remote_write_policy import (
 )
 from totem_agent.outputs.remote_write_proto import WriteRequestEncoder, compress
 from totem_agent.secrets_policy import redact_url
+from totem_agent.threadnames import name_native_thread
 
 log = logging.getLogger("totem_agent.remote_write")
 
@@ -59,10 +69,6 @@ FAILURES_FOR_DEGRADED = 3  # requests failing in a row before /health says so
 IDLE_WAIT = 1.0            # seconds between looks at an empty queue (notify() wakes earlier)
 SETTLED_EVERY = 1.0        # most often on_settled is called while a backlog drains
 MAX_LOGGED_MESSAGES = 1000
-
-
-class _Stopped(Exception):
-    """stop() was called: leave the batch unsettled."""
 
 
 def sample_count(series: Iterable[SeriesSamples]) -> int:
@@ -107,6 +113,10 @@ class Shipper:
         self.destination = destination
         self.name = destination.name
         self.client = Client(destination, clock)
+        # One connection per lane of the pipeline; `client` is the first (ship_once's).
+        self.clients = [self.client] + [Client(destination, clock)
+                                        for _ in range(destination.parallel_requests - 1)]
+        self.pipeline = Pipeline(self, self.clients, destination.max_prepared_size)
         self.encoder = WriteRequestEncoder()
         self.skew = ClockSkew()
         self.clock = clock
@@ -117,6 +127,12 @@ class Shipper:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._logged: set[str] = set()
+        # Answers so far (under _progress): lanes backing off wake up when another
+        # lane gets one (the far end is back), or on stop().
+        self._progress = threading.Condition()
+        self._answered = 0
+        self._unreported = False
+        self._reported_at = time.monotonic()
         # What it exposes (under _lock).
         self.requests: Counter[str] = Counter()
         self.retries = 0
@@ -142,10 +158,17 @@ class Shipper:
         self._thread.start()
 
     def begin_stop(self) -> None:
-        """Ask the thread to stop (ends the backoff, cuts an in-flight request)."""
+        """Ask the thread to stop (ends the backoff, cuts the requests in flight)."""
         self._stop.set()
         self._wake.set()
-        self.client.abort()
+        with self._progress:
+            self._progress.notify_all()
+        for client in self.clients:
+            client.abort()
+        self.pipeline.wake()
+
+    def stopping(self) -> bool:
+        return self._stop.is_set()
 
     def stop(self, wait: float = 5.0) -> None:
         """Stop promptly: the backoff ends, an in-flight request is cut; the batch in
@@ -156,19 +179,22 @@ class Shipper:
             if self._thread.is_alive():
                 log.warning("remote_write %s: the shipper did not stop within %gs", self.name,
                             wait)
-        self.client.close()
+        self.pipeline.join(wait)
+        for client in self.clients:
+            client.close()
 
     def notify(self) -> None:
         """New data was appended: look at the queue now rather than at the next idle tick."""
         self._wake.set()
 
     def _run(self) -> None:
+        name_native_thread()
         errors = Backoff(self.destination.min_backoff, self.destination.max_backoff, rng=self.rng)
-        unreported, reported_at = False, time.monotonic()
         while not self._stop.is_set():
+            self._wake.clear()  # appends from now on wake the next wait
             try:
-                shipped = self.ship_once()
-            except _Stopped:
+                self.pipeline.drain()  # until nothing is pending
+            except Stopped:
                 return
             except Exception as err:  # the buffer failed us: say so, wait, try again
                 self._log_once(None, f"cannot read or settle the buffer: {err}", logging.ERROR)
@@ -177,15 +203,12 @@ class Shipper:
                     return
                 continue
             errors.reset()
-            unreported = unreported or shipped
-            if unreported and (not shipped or time.monotonic() - reported_at >= SETTLED_EVERY):
+            if self._unreported:
                 self._settled()
-                unreported, reported_at = False, time.monotonic()
-            if not shipped:
-                self._wake.wait(self.idle_wait)
-                self._wake.clear()
+            self._wake.wait(self.idle_wait)
 
     def _settled(self) -> None:
+        self._unreported, self._reported_at = False, time.monotonic()
         if self.on_settled is None:
             return
         try:
@@ -196,50 +219,92 @@ class Shipper:
 
     # -- one batch -----------------------------------------------------------------
     def ship_once(self) -> bool:
-        """Read, deliver and settle one batch; False when nothing is pending.
+        """Read, deliver and settle one batch, in one request on this thread; False when
+        nothing is pending.
 
-        Raises _Stopped (batch left pending) when stop() is called meanwhile."""
-        batch = self.buffer.read(self.name, max_samples=self.destination.max_samples_per_send)
+        Raises Stopped (batch left pending) when stop() is called meanwhile."""
+        batch = self.read(None)
         if batch is None:
             return False
-        refused = self.deliver(list(batch.series))
+        self.settle(batch, self.deliver(list(batch.series)))
+        return True
+
+    def read(self, after_seq: int | None, until_seq: int | None = None) -> Batch | None:
+        """The next batch after the cursor, or after `after_seq` (reading ahead), up to
+        cycle `until_seq` (reading a batch again)."""
+        return self.buffer.read(self.name, max_samples=self.destination.max_samples_per_send,
+                                after_seq=after_seq, until_seq=until_seq)
+
+    def settle(self, batch: Batch, refused: Counter[str]) -> None:
+        """Count the batch in the buffer (sent, or refused by reason) and move the cursor."""
         if refused:
             self.buffer.commit(self.name, batch, dropped=dict(refused))
         else:
             self.buffer.ack(self.name, batch)
-        return True
+        self._unreported = True
+        if time.monotonic() - self._reported_at >= SETTLED_EVERY:
+            self._settled()
 
-    def deliver(self, series: list[SeriesSamples]) -> Counter[str]:
-        """Send `series` until the far end has decided on every sample; the samples it
-        refused, by reason. Retries while it is down; raises _Stopped on stop()."""
+    def deliver_part(self, body: bytes, client: Client,
+                     series_of: Callable[[], list[SeriesSamples]]) -> Counter[str]:
+        """`deliver` for a pipeline lane: a body encoded beforehand, the lane's
+        connection; the series are asked for only if the far end refuses some."""
+        return self._deliver(body, client, series_of)
+
+    def deliver(self, series: list[SeriesSamples], body: bytes | None = None,
+                client: Client | None = None) -> Counter[str]:
+        """Send `series` (encoded as `body` if given) until the far end has decided on
+        every sample; the samples it refused, by reason. Retries while it is down;
+        raises Stopped on stop()."""
+        if body is None:
+            body = compress(self.encoder.encode(series))
+        return self._deliver(body, client, lambda: series)
+
+    def _deliver(self, body: bytes, client: Client | None,
+                 series_of: Callable[[], list[SeriesSamples]]) -> Counter[str]:
         backoff = Backoff(self.destination.min_backoff, self.destination.max_backoff,
                           rng=self.rng)
-        body = compress(self.encoder.encode(series))
         while True:
             if self._stop.is_set():
-                raise _Stopped
-            answer = self._post(body)
+                raise Stopped
+            answered = self._answered
+            answer = self._post(body, client)
             verdict = classify(answer.status, answer.message)
             if verdict.action == SENT:
                 return Counter()
             if verdict.action == REFUSED:
-                return self._refused(series, answer, verdict)
+                return self._refused(series_of(), answer, verdict, client)
             if self._stop.is_set():
-                raise _Stopped
+                raise Stopped
             wait = backoff.next_wait(parse_retry_after(answer.retry_after, self.clock()))
             with self._lock:
                 self.retries += 1
-            if self._stop.wait(wait):
-                raise _Stopped
+            self._back_off(wait, answered, cut_short=answer.status is None)
+
+    def _back_off(self, seconds: float, answered: int, cut_short: bool) -> None:
+        """Wait `seconds`; after no answer at all (`cut_short`), only until another lane
+        gets one (the far end is back). A far end that answered 5xx or 429 gets its
+        whole wait."""
+        deadline = time.monotonic() + seconds
+        with self._progress:
+            while True:
+                if self._stop.is_set():
+                    raise Stopped
+                left = deadline - time.monotonic()
+                if left <= 0 or (cut_short and self._answered != answered):
+                    return
+                self._progress.wait(left)
 
     def _refused(self, series: list[SeriesSamples], answer: Answer,
-                 verdict: Verdict) -> Counter[str]:
+                 verdict: Verdict, client: Client | None = None) -> Counter[str]:
         count = sample_count(series)
+        if not count:  # evicted from the buffer meanwhile: counted there already
+            return Counter()
         if verdict.per_sample and count > 1:
             with self._lock:
                 self.bisections += 1
             first, second = split(series)
-            return self.deliver(first) + self.deliver(second)
+            return self.deliver(first, client=client) + self.deliver(second, client=client)
         self._log_once(answer.status, f"{self.name} refused {count} sample(s) for good "
                        f"({verdict.reason}), they are dropped and counted; it answered "
                        f"{answer.describe()} (logged once per message)", logging.WARNING)
@@ -247,9 +312,13 @@ class Shipper:
             self.refused[verdict.reason] += count
         return Counter({verdict.reason: count})
 
-    def _post(self, body: bytes) -> Answer:
-        answer = self.client.post(body)
+    def _post(self, body: bytes, client: Client | None = None) -> Answer:
+        answer = (client or self.client).post(body)
         verdict = classify(answer.status, answer.message)
+        if verdict.action != RETRY:
+            with self._progress:
+                self._answered += 1
+                self._progress.notify_all()
         first_failure = False
         with self._lock:
             self.skew.observe(answer.date, answer.sent_at, answer.received_at)

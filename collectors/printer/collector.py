@@ -135,6 +135,11 @@ class PrinterCollector(Collector):
             Check(name=f"printer:{p.name}", kind="peripheral", status=PENDING,
                   message=f"{p.config.title}: not checked yet") for p in self._printers]
 
+    def close(self) -> None:
+        """ASB mode keeps each serial port open (and locked) between polls: let it go."""
+        for printer in self._printers:
+            printer.source.close()
+
     # -- collecting --------------------------------------------------------------
     def collect(self) -> Iterable[Metric]:
         if not self._printers:

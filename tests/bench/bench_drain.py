@@ -2,7 +2,8 @@
 
     .venv/bin/python tests/bench/bench_drain.py [--runs 3] [--cycles 5760] [--series 1000]
         [--outage 12] [--receivers victoria-metrics,prometheus]
-        [--max-samples-per-send N] [--also-batch N] [--no-profile] [--write-docs]
+        [--max-samples-per-send N] [--also-batch N] [--also-prepared MIB] [--no-profile]
+        [--write-docs]
 
 The outage is the simulated day of `tests/bench/buffer_day.py` (1,000 series at
 15 s, 5,760 cycles = 5.76 M samples, fixed seed), shifted so that its last
@@ -13,9 +14,10 @@ each run, both senders face the same outage:
 
 * totem-agent: the buffer is filled beforehand through the Buffer API (once,
   untimed; each run ships a copy of the file). The product's own shipper
-  (`RemoteWrite`/`Shipper` of agent/outputs, its default settings: 10,000
-  samples per request, backoff 0.25 s doubling to 5 s) runs in this process,
-  against the receiver's closed port, for `--outage` seconds.
+  (`RemoteWrite`/`Shipper` of agent/outputs with its default settings: samples
+  per request, parallel requests, memory for requests prepared ahead, backoff)
+  runs in this process, against the receiver's closed port, for `--outage`
+  seconds.
 * vmagent (Debian's `victoria-metrics` package): started with
   `-remoteWrite.url` at the closed port and its defaults otherwise; it is fed
   the same samples (remote_write requests of 10 cycles to its own
@@ -23,19 +25,23 @@ each run, both senders face the same outage:
   outage also lasts `--outage` seconds from its first attempt.
 
 Then the receiver starts, and the clock runs from its start (process spawned)
-until `sum(count_over_time({__name__=~"bench_.+"}[1d]))` answers every sample
-(polled every 0.2 s; VictoriaMetrics with its query cache off, nothing forced
-to flush: both senders pay the same ingestion latency). The time to the first
+until `sum(count_over_time(NAME[1d]))`, summed over the day's names, answers
+every sample (polled every 0.2 s, once the last cycle is visible: the count is
+costly for the receiver; VictoriaMetrics with its query cache off and flushed
+before each poll). The time to the first
 accepted request is reported apart: it is mostly the sender's backoff, which
 depends on when the outage ends relative to its retry schedule.
 
 Last, the time of the totem shipper is split (read from the buffer, encode the
 WriteRequest, snappy, HTTP round trip including the receiver's work, ack in
 the buffer) by running the shipper's steps one after the other with a clock
-around each (mirroring `Shipper.ship_once`), and by cProfile.
+around each (mirroring `Shipper.ship_once`), then by running the product's
+pipeline (the shipper's thread and its lanes) with a CPU clock around each of
+its steps, and by cProfile.
 
 `--max-samples-per-send` changes the shipper's batch size; `--also-batch N` times
-a second totem configuration with N samples per request beside the default.
+a second totem configuration with N samples per request beside the default,
+`--also-prepared MIB` one with MIB MiB of requests prepared ahead.
 With `--write-docs` the report replaces this benchmark's section of
 docs/benchmarks.md.
 """
@@ -53,6 +59,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -103,12 +110,20 @@ class Outage:
     samples: int
     last_ms: int
     names: list[str]
+    last_series: int  # series in the last cycle
 
     @property
     def count_query(self) -> str:
         """Samples of the day: one count_over_time per metric name (Prometheus refuses
         one over several names: without their names the series would collide)."""
         return " + ".join(f"sum(count_over_time({name}[1d]))" for name in self.names)
+
+    @property
+    def last_cycle_query(self) -> str:
+        """Series whose newest sample is the last cycle's: cheap, unlike the count (one
+        term per name, for the same reason)."""
+        since = f"{self.last_ms / 1000 - 0.0005:.4f}"
+        return " + ".join(f"count(timestamp({name}) >= {since})" for name in self.names)
 
 
 def shifted_day(cycles: int, series: int, end_ms: int
@@ -142,14 +157,14 @@ def prepare(directory: Path, cycles: int, series: int) -> Outage:
     encoder = WriteRequestEncoder()
     bodies: list[bytes] = []
     pending: list[tuple[int, list[tuple[str, dict[str, str], float]]]] = []
-    samples, last_ms = 0, 0
+    samples, last_ms, last_series = 0, 0, 0
     names: set[str] = set()
     with Buffer.open(path) as buf:
         buf.register_destination(DESTINATION)
         for ts, cycle in shifted_day(cycles, series, end_ms):
             buf.append(ts, cycle)
             samples += len(cycle)
-            last_ms = ts
+            last_ms, last_series = ts, len(cycle)
             if not names:
                 names.update(name for name, _, _ in cycle)
             pending.append((ts, cycle))
@@ -159,7 +174,7 @@ def prepare(directory: Path, cycles: int, series: int) -> Outage:
         if pending:
             bodies.append(compress(encoder.encode(group(pending))))
         buf.checkpoint()
-    return Outage(path, bodies, samples, last_ms, sorted(names))
+    return Outage(path, bodies, samples, last_ms, sorted(names), last_series)
 
 
 def copy_buffer(outage: Outage, directory: Path) -> Path:
@@ -195,25 +210,42 @@ class QueryError(RuntimeError):
     """The receiver refused the count query this time."""
 
 
-def stored_samples(server: ServerProcess, outage: Outage) -> int:
-    """Samples of the day the receiver answers for.
-
-    VictoriaMetrics makes what it took searchable a few seconds later on its own;
-    /internal/force_flush first, so the figure is when the samples reached its storage
-    (Prometheus' head answers at once)."""
+def flush(server: ServerProcess) -> None:
+    """VictoriaMetrics makes what it took searchable a few seconds later on its own;
+    /internal/force_flush before querying, so the figure is when the samples reached
+    its storage (Prometheus' head answers at once)."""
     if server.name == "victoria-metrics":
         http_get(server.url + "/internal/force_flush", timeout=30)
-    query = urllib.parse.urlencode({"query": outage.count_query,
+
+
+def instant_value(server: ServerProcess, outage: Outage, promql: str) -> int:
+    """The single value of an instant query at the day's end (0 when empty)."""
+    query = urllib.parse.urlencode({"query": promql,
                                     "time": f"{outage.last_ms / 1000 + 0.001:.3f}",
                                     "nocache": "1"})
     result = http_get(f"{server.url}/api/v1/query?{query}", timeout=30)
     if result.status != 200:
         # Prometheus 2.42 now and then answers 422 "cannot populate chunk ... not found"
         # while it maps head chunks to disk under the query: ask again at the next poll.
-        raise QueryError(f"{server.name}: the count query answered {result.status}: "
+        raise QueryError(f"{server.name}: the query answered {result.status}: "
                          f"{result.text[:500]}")
     found = result.json()["data"]["result"]
     return int(float(found[0]["value"][1])) if found else 0
+
+
+def stored_samples(server: ServerProcess, outage: Outage) -> int:
+    """Samples of the day the receiver answers for."""
+    flush(server)
+    return instant_value(server, outage, outage.count_query)
+
+
+def all_stored(server: ServerProcess, outage: Outage) -> bool:
+    """Every sample of the day is queryable. The count reads every sample (measured
+    here: up to 0.9 s of Prometheus' time per poll during a drain, taken from the
+    ingestion), so it runs only once the last cycle is visible, for both senders alike."""
+    flush(server)
+    return (instant_value(server, outage, outage.last_cycle_query) >= outage.last_series
+            and instant_value(server, outage, outage.count_query) >= outage.samples)
 
 
 @dataclass
@@ -242,7 +274,7 @@ def time_drain(server: ServerProcess, outage: Outage, accepted: Callable[[], boo
             first = time.monotonic() - t0
         if first is not None:
             try:
-                if stored_samples(server, outage) >= outage.samples:
+                if all_stored(server, outage):
                     total = time.monotonic() - t0
                     return Timing("", server.name, total, first, outage.samples)
             except QueryError as err:
@@ -253,19 +285,20 @@ def time_drain(server: ServerProcess, outage: Outage, accepted: Callable[[], boo
 
 # -- the two senders --------------------------------------------------------------------------
 
-def destination(url: str, max_samples_per_send: int | None) -> Destination:
-    """The shipper's settings: the product's defaults, or another batch size to compare."""
-    if max_samples_per_send is None:
-        return Destination(name=DESTINATION, url=url)
-    return Destination(name=DESTINATION, url=url, max_samples_per_send=max_samples_per_send)
+Overrides = dict[str, Any]  # Destination settings other than the product's defaults
+
+
+def destination(url: str, overrides: Overrides | None = None) -> Destination:
+    """The shipper's settings: the product's defaults, or others to compare."""
+    return Destination(name=DESTINATION, url=url, **(overrides or {}))
 
 
 def run_totem(kind: str, outage: Outage, directory: Path, outage_s: float,
-              max_samples_per_send: int | None = None) -> Timing:
+              overrides: Overrides | None = None) -> Timing:
     port = free_port()
     server = receiver(kind, directory / "receiver", port)
     buf = Buffer.open(copy_buffer(outage, directory))
-    settings = destination(f"http://127.0.0.1:{port}/api/v1/write", max_samples_per_send)
+    settings = destination(f"http://127.0.0.1:{port}/api/v1/write", overrides)
     shippers = RemoteWrite(buf, [settings])
     shipper = shippers.shippers[0]
     try:
@@ -311,7 +344,7 @@ def feed(url: str, bodies: list[bytes]) -> None:
 
 
 def run_vmagent(kind: str, outage: Outage, directory: Path, outage_s: float,
-                max_samples_per_send: int | None = None) -> Timing:
+                overrides: Overrides | None = None) -> Timing:
     port, agent_port = free_port(), free_port()
     server = receiver(kind, directory / "receiver", port)
     queue = directory / "vmagent-queue"
@@ -354,7 +387,7 @@ def run_vmagent(kind: str, outage: Outage, directory: Path, outage_s: float,
 # -- where the totem shipper's time goes ------------------------------------------------------
 
 def profile_totem(kind: str, outage: Outage, directory: Path,
-                  max_samples_per_send: int | None = None) -> dict[str, Any]:
+                  overrides: Overrides | None = None) -> dict[str, Any]:
     """Drain a copy of the buffer with the shipper's steps timed one by one, then again
     under cProfile; the receiver is up from the start."""
     split: dict[str, float] = {"read": 0.0, "encode": 0.0, "compress": 0.0, "http": 0.0,
@@ -363,7 +396,7 @@ def profile_totem(kind: str, outage: Outage, directory: Path,
     server = receiver(kind, directory / "receiver", port).start(timeout=60)
     try:
         buf = Buffer.open(copy_buffer(outage, directory))
-        settings = destination(f"{server.url}/api/v1/write", max_samples_per_send)
+        settings = destination(f"{server.url}/api/v1/write", overrides)
         client, encoder = Client(settings), WriteRequestEncoder()
         t_start = time.perf_counter()
         while True:
@@ -398,7 +431,7 @@ def profile_totem(kind: str, outage: Outage, directory: Path,
     try:
         buf = Buffer.open(copy_buffer(outage, directory))
         shippers = RemoteWrite(buf, [destination(f"{server.url}/api/v1/write",
-                                                 max_samples_per_send)])
+                                                 overrides)])
         profiler = cProfile.Profile()
         profiler.enable()
         while shippers.shippers[0].ship_once():
@@ -407,6 +440,7 @@ def profile_totem(kind: str, outage: Outage, directory: Path,
         buf.close()
     finally:
         server.stop()
+    pipeline = profile_pipeline(kind, outage, directory, overrides)
     stats = pstats.Stats(profiler)
     top = []
     for (filename, line, func), (_cc, _nc, tottime, cumtime, _callers) in sorted(
@@ -415,10 +449,59 @@ def profile_totem(kind: str, outage: Outage, directory: Path,
                  if filename != "~" else "built-in")
         top.append((f"{func} ({where})", tottime, cumtime))
     return {"split": split, "wall": wall, "samples": outage.samples, "top": top,
-            "receiver": kind}
+            "receiver": kind, "pipeline": pipeline}
+
+
+def profile_pipeline(kind: str, outage: Outage, directory: Path,
+                     overrides: Overrides | None = None) -> dict[str, float]:
+    """The running shipper (its thread and lanes) draining a copy of the buffer into a
+    receiver up from the start: wall time, and each step's CPU time (thread clock)."""
+    cpu = {"read": 0.0, "prepare": 0.0, "settle": 0.0, "coordinator": 0.0, "lanes": 0.0}
+    lock = threading.Lock()
+
+    def clocked(key: str, func: Callable[..., Any]) -> Callable[..., Any]:
+        def run(*args: Any, **kwargs: Any) -> Any:
+            began = time.thread_time()
+            try:
+                return func(*args, **kwargs)
+            finally:
+                with lock:
+                    cpu[key] += time.thread_time() - began
+        return run
+
+    work = directory / "pipeline"
+    work.mkdir()
+    server = receiver(kind, work / "receiver", free_port()).start(timeout=60)
+    buf = Buffer.open(copy_buffer(outage, work))
+    try:
+        shippers = RemoteWrite(buf, [destination(f"{server.url}/api/v1/write",
+                                                 overrides)])
+        shipper = shippers.shippers[0]
+        pipeline = shipper.pipeline
+        # Instrumentation of this one object: the clocks wrap the product's own steps.
+        shipper.read = clocked("read", shipper.read)  # type: ignore[method-assign]
+        shipper.settle = clocked("settle", shipper.settle)  # type: ignore[method-assign]
+        shipper.deliver_part = clocked("lanes", shipper.deliver_part)  # type: ignore[method-assign]
+        pipeline._submit = clocked("prepare", pipeline._submit)  # type: ignore[method-assign]
+        pipeline.drain = clocked("coordinator", pipeline.drain)  # type: ignore[method-assign]
+        began = time.monotonic()
+        shippers.start()
+        wait_until(lambda: buf.stats().destinations[DESTINATION].pending_samples == 0,
+                   timeout=600, interval=0.2, message="the pipeline to drain")
+        wall = time.monotonic() - began
+        shippers.stop()
+    finally:
+        buf.close()
+        server.stop()
+    with lock:
+        return {"wall": wall, **cpu}
 
 
 # -- the report -------------------------------------------------------------------------------
+
+def outage_rate(samples: int, seconds: float) -> str:
+    return f"{samples / seconds / 1e6:.2f} M samples/s"
+
 
 def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
@@ -459,9 +542,13 @@ def report(args: argparse.Namespace, timings: list[Timing], profile: dict[str, A
         f"faces the receiver's closed port for {args.outage:g} s, then the receiver starts; "
         "timed from the receiver's start (process spawned) to "
         "`sum(count_over_time(NAME[1d]))` summed over the day's metric names answering "
-        f"every sample (polled every {POLL:g} s). "
+        f"every sample (polled every {POLL:g} s once the last cycle is visible: the count "
+        "reads every sample, which costs the receiver). "
         "totem-agent: the product's `RemoteWrite` shipper in-process over a buffer filled "
-        f"beforehand ({batch} samples per request, backoff 0.25 s doubling to 5 s). "
+        f"beforehand ({batch} samples per request, "
+        f"{Destination.parallel_requests} requests in parallel, up to "
+        f"{Destination.max_prepared_size // 2**20} MiB of requests prepared ahead, backoff "
+        f"{Destination.min_backoff:g} s doubling to {Destination.max_backoff:g} s). "
         "vmagent: its defaults, fed the same samples, queue filled before the "
         "receiver starts. VictoriaMetrics gets `/internal/force_flush` before each count (it "
         "makes new samples searchable seconds later on its own). "
@@ -514,12 +601,29 @@ def report(args: argparse.Namespace, timings: list[Timing], profile: dict[str, A
         for key, label in names.items():
             lines.append(f"| {label} | {split[key]:.2f} | {100 * split[key] / wall:.0f} % |")
         own = split["read"] + split["encode"] + split["compress"] + split["ack"]
-        lines += ["", f"The shipper does one thing at a time on one thread: its own work "
-                  f"(read, encode, compress, ack: {100 * own / wall:.0f} %, Python on one core) "
-                  f"and the wait for the receiver ({100 * split['http'] / wall:.0f} %) add up. "
-                  "vmagent keeps 4 requests in flight (`-remoteWrite.queues`, 2 per CPU) and "
-                  "its queue holds ready-made compressed blocks, so its sending overlaps the "
-                  "receiver's ingestion."]
+        lines += ["", f"One thing at a time, the shipper's own work (read, encode, compress, "
+                  f"ack: {100 * own / wall:.0f} %, Python on one core) and the wait for the "
+                  f"receiver ({100 * split['http'] / wall:.0f} %) add up."]
+        pipe = profile.get("pipeline")
+        if pipe:
+            lines += [
+                "", f"The running shipper overlaps them (`remote_write_pipeline`): its thread "
+                f"reads, encodes and compresses the next batches while its "
+                f"{Destination.parallel_requests} lanes post the previous ones, each on its "
+                f"own connection. The same drain through it: {pipe['wall']:.2f} s "
+                f"({outage_rate(profile['samples'], pipe['wall'])}), CPU time by step "
+                "(thread clocks):", "",
+                "| step | CPU seconds |", "| --- | --- |",
+                f"| read from the buffer | {pipe['read']:.2f} |",
+                f"| split per lane, encode, compress | {pipe['prepare']:.2f} |",
+                f"| settle in the buffer | {pipe['settle']:.2f} |",
+                f"| the shipper's thread, all told | {pipe['coordinator']:.2f} |",
+                f"| the lanes (HTTP) | {pipe['lanes']:.2f} |", "",
+                "The shipper's thread is the critical path: its CPU time is most of the "
+                "drain's wall time, on a machine whose two CPUs it shares with the receiver. "
+                "vmagent keeps 4 requests in flight (`-remoteWrite.queues`, 2 per CPU) from a "
+                "queue of ready-made compressed blocks: it has no decoding or encoding left "
+                "to do when the receiver comes back."]
         lines += ["", "cProfile of `Shipper.ship_once` draining the same buffer (top functions "
                   "by own time; cProfile inflates Python-level code):", "",
                   "| function | own s | cumulative s |", "| --- | --- | --- |"]
@@ -546,15 +650,23 @@ def write_section(doc: Path, text: str) -> None:
     doc.write_text(current)
 
 
+def base_overrides(args: argparse.Namespace) -> Overrides:
+    return {"max_samples_per_send": args.max_samples_per_send} \
+        if args.max_samples_per_send else {}
+
+
 def senders(args: argparse.Namespace
-            ) -> list[tuple[str, Callable[..., Timing], int | None]]:
-    """(label, run function, batch size) of each sender to time."""
-    chosen: list[tuple[str, Callable[..., Timing], int | None]] = [
-        ("totem-agent", run_totem, args.max_samples_per_send),
-        ("vmagent", run_vmagent, None)]
+            ) -> list[tuple[str, Callable[..., Timing], Overrides | None]]:
+    """(label, run function, settings) of each sender to time."""
+    base = base_overrides(args)
+    chosen: list[tuple[str, Callable[..., Timing], Overrides | None]] = [
+        ("totem-agent", run_totem, base), ("vmagent", run_vmagent, None)]
     if args.also_batch:
         chosen.append((f"totem-agent, {args.also_batch:,} samples per request", run_totem,
-                       args.also_batch))
+                       {**base, "max_samples_per_send": args.also_batch}))
+    if args.also_prepared is not None:
+        chosen.append((f"totem-agent, {args.also_prepared:g} MiB prepared ahead", run_totem,
+                       {**base, "max_prepared_size": int(args.also_prepared * 2**20)}))
     return chosen
 
 
@@ -567,11 +679,11 @@ def run(args: argparse.Namespace, directory: Path,
     loads: list[str] = []
     for index in range(args.runs):
         for kind in args.receivers:
-            for sender, func, batch in senders(args):
-                work = directory / f"{kind}-{sender.split()[0]}-{batch}-{index}"
+            for position, (sender, func, overrides) in enumerate(senders(args)):
+                work = directory / f"{kind}-{position}-{index}"
                 work.mkdir()
                 loads.append(load())
-                timing = func(kind, outage, work, args.outage, batch)
+                timing = func(kind, outage, work, args.outage, overrides)
                 timing.sender = sender
                 log(f"{kind} {sender} run {index}: {timing.total_s:.2f} s "
                     f"(first accepted {timing.first_accept_s:.2f} s) {json.dumps(timing.extra)}")
@@ -581,7 +693,7 @@ def run(args: argparse.Namespace, directory: Path,
     if args.profile:
         work = directory / "profile"
         work.mkdir()
-        profile = profile_totem(args.receivers[0], outage, work, args.max_samples_per_send)
+        profile = profile_totem(args.receivers[0], outage, work, base_overrides(args))
         log(f"profile: {json.dumps(profile['split'])} wall {profile['wall']:.2f}")
     return timings, profile, loads
 
@@ -600,6 +712,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="the shipper's batch size (default: the product's default)")
     parser.add_argument("--also-batch", type=int, metavar="N",
                         help="also time the totem shipper with N samples per request")
+    parser.add_argument("--also-prepared", type=float, metavar="MIB",
+                        help="also time the totem shipper with MIB MiB of requests prepared "
+                        "ahead (max_prepared_size)")
     parser.add_argument("--no-profile", dest="profile", action="store_false")
     parser.add_argument("--dir", type=Path, help="work directory (default: a temp dir)")
     parser.add_argument("--write-docs", action="store_true",

@@ -12,7 +12,9 @@ results are ratios; each figure is the median of the runs, with the spread.
 1. RSS after warm-up (a few agent cycles and 20 scrapes of each server).
 2. CPU (utime+stime from /proc/PID/stat, all threads):
    - agent, per 100 collection cycles, nobody scraping: the window holds the
-     scheduler and collector threads and the HTTP server's idle poll, no render;
+     collectors' lane, the buffer's appends, the scheduler and the HTTP server's
+     idle poll, no render; and the same with `[buffer] enabled = false` (a second
+     agent at the end of the run), the like-for-like figure;
    - agent, per 100 cycles each followed by one scrape (a fresh render), which is
      what Prometheus costs it when scrape and collection intervals match;
    - node_exporter, per 100 back-to-back scrapes (it collects on every scrape).
@@ -111,10 +113,11 @@ class Server:
                 self.proc.wait(5)
 
 
-def start_agent(workdir: Path, interval: float) -> Server:
-    config = workdir / "agent.toml"
+def start_agent(workdir: Path, interval: float, buffer: bool = True) -> Server:
+    config = workdir / ("agent.toml" if buffer else "agent-no-buffer.toml")
     config.write_text(f'[agent]\ninterval = "{interval}s"\nstate_dir = "{workdir / "state"}"\n'
-                      '[log]\nlevel = "info"\n')
+                      '[log]\nlevel = "info"\n'
+                      + ("" if buffer else "[buffer]\nenabled = false\n"))
     proc = subprocess.Popen([str(AGENT), "run", "--listen", "127.0.0.1:0",
                              "--config", str(config)],
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -225,33 +228,32 @@ def warm_up(agent: Server, ne: Server, a: Scraper, n: Scraper, cycles: int,
     return len(runs)
 
 
-def thread_times(pid: int) -> dict[int, tuple[int, int]]:
-    """Per thread: (ns on CPU from schedstat, context switches), for the breakdown."""
+def thread_times(pid: int) -> dict[int, tuple[int, int, str]]:
+    """Per thread: (ns on CPU from schedstat, context switches, name), for the breakdown.
+    The agent names its threads at the OS level (agent/threadnames.py)."""
     out = {}
     for tid in os.listdir(f"/proc/{pid}/task"):
         with contextlib.suppress(FileNotFoundError):  # a thread that just ended
             run_ns = int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[0])
             status = Path(f"/proc/{pid}/task/{tid}/status").read_text()
+            name = Path(f"/proc/{pid}/task/{tid}/comm").read_text().strip()
             # voluntary (waits: I/O, the GIL, a queue) + nonvoluntary (preempted)
             switches = sum(int(line.split()[1]) for line in status.splitlines()
                            if line.split(":")[0].endswith("ctxt_switches"))
-            out[int(tid)] = (run_ns, switches)
+            out[int(tid)] = (run_ns, switches, name)
     return out
 
 
-def thread_groups(pid: int, before: dict[int, tuple[int, int]],
-                  after: dict[int, tuple[int, int]], workers: int) -> dict[str, list[float]]:
-    """Group threads by creation order (TIDs ascend): the main thread, one worker per
-    collector (built in Scheduler.__init__), then the scheduler and HTTP threads (start()),
-    then the rest (filesystem mount guards, connection handlers)."""
-    tids = sorted(after)
-    names = ["main"] + ["collector workers"] * workers + ["scheduler", "http"]
+def thread_groups(pid: int, before: dict[int, tuple[int, int, str]],
+                  after: dict[int, tuple[int, int, str]]) -> dict[str, list[float]]:
+    """CPU seconds and context switches per thread name: "collectors" (the lane, and any
+    lane left to a slow run), "buffer" (the recorder's appends), "scheduler", "http" and
+    "http-conn" (scrapes), the main thread under the process' own name."""
     groups: dict[str, list[float]] = {}
-    for i, tid in enumerate(tids):
-        name = names[i] if i < len(names) and tids[0] == pid else "other threads"
-        ns0, sw0 = before.get(tid, (0, 0))
-        ns1, sw1 = after[tid]
-        acc = groups.setdefault(name, [0.0, 0.0])
+    for tid, (ns1, sw1, name) in after.items():
+        ns0, sw0, _ = before.get(tid, (0, 0, name))
+        label = "main" if tid == pid else name
+        acc = groups.setdefault(label, [0.0, 0.0])
         acc[0] += (ns1 - ns0) / 1e9
         acc[1] += sw1 - sw0
     return groups
@@ -284,13 +286,12 @@ def agent_cpu_window(agent: Server, a: Scraper, ne: Server, n: Scraper, cycles: 
     runs1 = agent_runs(a.get(PLAIN_ACCEPT)[2])
     deltas = [runs1[name] - runs0.get(name, 0.0) for name in runs1]
     done = sum(deltas) / len(deltas)
-    workers = sum(1 for d in deltas if d > 0)
     return {"cpu": cpu1 - cpu0, "cycles": done, "min_runs": min(deltas), "wall": wall,
             "per100": (cpu1 - cpu0) / done * 100, "scrapes": len(latencies),
             "latencies": latencies,
             "ne_per100": (ne1 - ne0) / len(latencies) * 100 if not scrape_agent else None,
             "threads": {name: [sec / done * 1000, sw / done] for name, (sec, sw)
-                        in thread_groups(agent.pid, threads0, threads1, workers).items()}}
+                        in thread_groups(agent.pid, threads0, threads1).items()}}
 
 
 def latency_loop(agent: Server, ne: Server, a: Scraper, n: Scraper, scrapes: int,
@@ -349,6 +350,20 @@ def one_run(args: argparse.Namespace, run: int) -> dict[str, Any]:
             n.close()
             agent.stop()
             ne.stop()
+        # The like-for-like figure: node_exporter keeps no history, so the agent again
+        # with its buffer off (a fresh pair of servers, the same window).
+        agent = start_agent(workdir, args.interval, buffer=False)
+        ne2 = start_node_exporter(workdir)
+        a2, n2 = Scraper(agent), Scraper(ne2)
+        try:
+            warm_up(agent, ne2, a2, n2, 3, args.interval)
+            result["cpu_idle_no_buffer"] = agent_cpu_window(agent, a2, ne2, n2, args.cycles,
+                                                            args.interval, scrape_agent=False)
+        finally:
+            a2.close()
+            n2.close()
+            agent.stop()
+            ne2.stop()
         problems = [line for line in agent.log if '"level": "warning"' in line
                     or '"level": "error"' in line]
         result["agent_log_problems"] = problems[:10]

@@ -89,8 +89,13 @@ def rows(results: list[dict[str, Any]]) -> list[Row]:
         Row("CPU per 100 cycles (agent, unscraped) vs per 100 scrapes (node_exporter, one "
             "per interval)", each(lambda r: r["cpu_idle"]["per100"] * 1000),
             each(lambda r: r["cpu_idle"]["ne_per100"] * 1000), "ms", 1.0,
-            "agent: collection only; node_exporter: collect + render, scraped at the "
-            "agent's interval in the same window"),
+            "agent: collection and the buffer's append (defaults); node_exporter: collect + "
+            "render, scraped at the agent's interval in the same window"),
+        Row("CPU per 100 cycles, buffer off (agent, unscraped) vs per 100 scrapes "
+            "(node_exporter, one per interval)",
+            each(lambda r: r["cpu_idle_no_buffer"]["per100"] * 1000),
+            each(lambda r: r["cpu_idle"]["ne_per100"] * 1000), "ms", 1.0,
+            "like for like: node_exporter keeps no history; `[buffer] enabled = false`"),
         Row("CPU per 100 cycles (agent, unscraped) vs per 100 back-to-back scrapes",
             each(lambda r: r["cpu_idle"]["per100"] * 1000),
             each(lambda r: r["latency"][prom]["node_exporter"]["cpu_per100"] * 1000), "ms",
@@ -177,21 +182,27 @@ def coverage_lines(results: list[dict[str, Any]]) -> list[str]:
 def summary_lines(results: list[dict[str, Any]], prof: dict[str, Any] | None) -> list[str]:
     """Where the time and memory go, in figures taken from this run."""
     idle = sorted((r["cpu_idle"] for r in results), key=lambda w: w["per100"])[len(results) // 2]
-    workers = idle["threads"].get("collector workers", [0.0, 0.0])
+    threads = idle["threads"]
+    lane = threads.get("collectors", [0.0, 0.0])
+    buffer = threads.get("buffer", [0.0, 0.0])
     out = ["## Where the time and memory go (summary)", ""]
     if prof is not None:
         t, steps = prof["time"], {s["step"]: s for s in prof["memory"]["steps"]}
         out += [
             f"- CPU: the collectors' own work is {t['collect_cpu_ms']:.1f} ms per cycle when "
             f"called one after another in one thread. The running agent spends "
-            f"{idle['per100'] / 100 * 1000:.1f} ms per cycle, {workers[0]:.1f} ms of it in "
-            f"the collector threads with {workers[1]:.0f} context switches per cycle: every "
-            "collector has its own thread and all start at the same tick, so they hand the "
-            "GIL to each other at every file read (each read releases it).",
-            f"- Render: a scrape that finds a new cycle renders {t['render_bytes']} bytes of "
-            f"OpenMetrics for {t['render_ms']:.1f} ms CPU on the scrape's own path; a cached "
-            f"body costs {t['render_cached_us']:.0f} µs. At equal scrape and collection "
-            "intervals (Prometheus' usual 15 s on both) every scrape renders anew.",
+            f"{idle['per100'] / 100 * 1000:.1f} ms per cycle: {lane[0]:.1f} ms on the "
+            f"collectors' lane (the collectors in turn on one thread, {lane[1]:.0f} context "
+            f"switches per cycle: each file read releases the GIL), {buffer[0]:.1f} ms "
+            "appending the cycle to the buffer (its own thread; node_exporter keeps no "
+            "history, so the row without the buffer is the like-for-like one), the rest "
+            "in the scheduler and the HTTP server's idle poll.",
+            f"- Render: a new cycle renders {t['render_bytes']} bytes of OpenMetrics for "
+            f"{t['render_ms']:.1f} ms CPU, once, on the collectors' lane as the cycle "
+            "completes (in the format the last scrape asked for, and only while scrapes "
+            "keep coming); a scrape is served the finished body from the cache for "
+            f"{t['render_cached_us']:.0f} µs, and one that arrives during that render gets "
+            "the previous cycle's body rather than wait.",
         ]
         def rss(prefix: str) -> float:
             return float(next(v["VmRSS"] for k, v in steps.items() if k.startswith(prefix))) / 1024
@@ -216,7 +227,8 @@ def thread_lines(results: list[dict[str, Any]]) -> list[str]:
     out = ["### Where the running agent's CPU goes, by thread", "",
            "The unscraped window of the median run, per cycle, from "
            "/proc/PID/task/*/schedstat (ns) and the context-switch counts in "
-           "/proc/PID/task/*/status. Threads are grouped by creation order.", "",
+           "/proc/PID/task/*/status, by the names the agent gives its threads "
+           "(`top -H` shows the same).", "",
            "| threads | CPU ms per cycle | context switches per cycle |", "|---|---:|---:|"]
     for name, (ms, switches) in sorted(idle["threads"].items(), key=lambda kv: -kv[1][0]):
         out.append(f"| {name} | {ms:.2f} | {switches:.0f} |")
@@ -231,7 +243,7 @@ def profile_lines(prof: dict[str, Any]) -> list[str]:
     out = [f"### Where the time goes ({n} cycles in-process, collectors called in one thread)", "",
            f"One cycle of the {len(t['collectors'])} enabled collectors costs "
            f"{t['collect_cpu_ms']:.2f} ms CPU called directly; through "
-           f"`Scheduler.run_once()` (one worker thread per collector, futures, locks) it costs "
+           f"`Scheduler.run_once()` (the collectors' lane thread, futures, locks) it costs "
            f"{t['scheduler_cpu_ms']:.2f} ms CPU ({t['scheduler_wall_ms']:.2f} ms wall) per "
            "cycle (this in-process figure varies widely from run to run; the by-thread "
            "table above is the running agent's). Rendering /metrics anew "

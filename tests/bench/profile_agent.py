@@ -5,7 +5,7 @@ Used by bench_node_exporter.py; also runnable alone:
     .venv/bin/python tests/bench/profile_agent.py [--cycles 100]
 
 Time: the enabled collectors' collect() called in this thread for N cycles (so
-cProfile sees them; the scheduler runs them in worker threads, which cProfile
+cProfile sees them; the scheduler runs them on its lane thread, which cProfile
 does not follow), timed per collector, then profiled; Scheduler.run_once() for
 the same N cycles to show what the threads add; an uncached /metrics render
 and a cached one.
@@ -195,7 +195,7 @@ _STEPS = [
      "from totem_agent.collectors import builtin_collectors; builtin_collectors()"),
     ("the rest of the agent: totem_agent.runtime and what it imports",
      "import totem_agent.runtime, totem_agent.logs"),
-    ("config loaded, Agent built (collectors constructed, one thread each)",
+    ("config loaded, Agent built (collectors constructed, buffer opened)",
      "from totem_agent.config import load_config\n"
      "from totem_agent.runtime import Agent\n"
      "agent = Agent(load_config(None, env={'TOTEM_AGENT_LISTEN': '127.0.0.1:0', "

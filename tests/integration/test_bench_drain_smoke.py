@@ -34,6 +34,7 @@ def test_the_drain_bench_runs_on_a_tiny_outage(tmp_path: Path) -> None:
     assert all(t.extra["pending_after"] == 0 and t.extra["sent"] == 1000 for t in totem)
     assert profile is not None and profile["samples"] == 1000
     assert set(profile["split"]) == {"read", "encode", "compress", "http", "ack"}
+    assert profile["pipeline"]["wall"] > 0 and profile["pipeline"]["coordinator"] > 0
     text = bench_drain.report(args, timings, profile, loads, "cmd")
     assert "| victoria-metrics | totem-agent |" in text and "| prometheus | vmagent |" in text
     doc = tmp_path / "benchmarks.md"

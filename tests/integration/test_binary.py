@@ -7,12 +7,15 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.integration.servers import AgentProcess, agent_config, clean_env
+from tests.integration.servers import AgentProcess, agent_config, clean_env, terminate
+from tests.integration.test_tray_xvfb import icon_window, x
+from tests.integration.test_tray_xvfb import x_display as xvfb_display  # noqa: F401 (a fixture)
+from tests.support import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -107,6 +110,47 @@ def test_the_service_binary_carries_no_gui_toolkit(binary: Path) -> None:
     assert not gui, f"GUI modules in the service binary: {gui[:10]}"
 
 
+def tray_binary(binary: Path) -> Path:
+    """dist/totem-agent-tray, built beside the agent when the venv has the tray extra."""
+    import importlib.util
+
+    tray = binary.parent / "totem-agent-tray"
+    if importlib.util.find_spec("pystray") is None:
+        pytest.skip("pystray is not installed, so no tray binary was built "
+                    "(pip install 'totem-agent[tray]'; the test extra has it)")
+    assert tray.is_file(), "the venv has pystray but build-binary.sh built no tray binary"
+    return tray
+
+
+def test_the_tray_binary_docks_an_icon_that_follows_the_agent(
+        binary: Path, tmp_path: Path, xvfb_display: str,  # noqa: F811 (the fixture)
+        start_agent: Callable[..., AgentProcess]) -> None:
+    """What the XDG autostart entry starts at a desktop login: the tray binary alone
+    (no venv, no pip), under Xvfb with trayer, pointed at a running agent."""
+    tray = tray_binary(binary)
+    agent = start_agent(agent_config(tmp_path / "state", interval="1s", only=["loadavg"],
+                                     agent={"instance": "kiosk-tray-bin"}))
+    log_path = tmp_path / "tray.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([str(tray), "--url", str(agent.url), "--interval", "0.3"],
+                                env={**clean_env(), "DISPLAY": xvfb_display}, cwd=tmp_path,
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        window = wait_until(lambda: icon_window(xvfb_display), timeout=30,
+                            message="the tray binary's icon window")
+        # The tooltip names the agent's instance: the tray read the agent's /health.
+        wait_until(lambda: x(xvfb_display, "xdotool", "getwindowname", window)
+                   .startswith("Kiosk kiosk-tray-bin: "),
+                   timeout=15, message="the icon's tooltip to show the agent's state")
+    except AssertionError as err:
+        shown = x(xvfb_display, "xdotool", "search", "--classname", "totem-agent",
+                  "getwindowname")
+        raise AssertionError(f"{err}; tooltip {shown!r}\ntray log:\n{log_path.read_text()}"
+                             ) from None
+    finally:
+        terminate(proc)
+
+
 def test_binary_installs_itself_as_a_service_into_a_root(binary: Path, tmp_path: Path) -> None:
     """The release folder end to end: `totem-agent service install --root DIR` runs
     the install.sh beside the binary, which installs this very binary; the
@@ -127,6 +171,11 @@ def test_binary_installs_itself_as_a_service_into_a_root(binary: Path, tmp_path:
     verified = verify_unit(root)
     assert verified.returncode == 0 and not (verified.stdout + verified.stderr).strip(), \
         verified.stdout + verified.stderr
+    tray = binary.parent / "totem-agent-tray"
+    if tray.exists():  # the release's tray comes along, with its autostart entry
+        assert (root / "usr/bin/totem-agent-tray").read_bytes() == tray.read_bytes()
+        assert "Exec=/usr/bin/totem-agent-tray" in \
+            (root / "etc/xdg/autostart/totem-agent-tray.desktop").read_text()
     removed = run(binary, "service", "uninstall", "--root", str(root), cwd=tmp_path)
     assert removed.returncode == 0, removed.stderr
     assert not installed.exists() and (root / "etc/totem-agent/config.toml").exists()
@@ -157,5 +206,10 @@ def test_deb_package_unpacks_the_same_files_as_install_sh(binary: Path, tmp_path
     assert ((root / "usr/lib/systemd/system/totem-agent.service").read_bytes()
             == (REPO / "service_units/totem-agent.service").read_bytes())
     assert (root / "usr/lib/udev/rules.d/60-totem-agent.rules").is_file()
+    tray = binary.parent / "totem-agent-tray"
+    if tray.exists():
+        assert (root / "usr/bin/totem-agent-tray").read_bytes() == tray.read_bytes()
     conffiles = (root / "var/lib/dpkg/info/totem-agent.conffiles").read_text().split()
     assert "/etc/totem-agent/config.toml" in conffiles  # kept and asked about on upgrade
+    if tray.exists():  # a conffile too: unpacked as .dpkg-new until configured
+        assert "/etc/xdg/autostart/totem-agent-tray.desktop" in conffiles

@@ -39,9 +39,26 @@ def test_event_command_records_refuses_and_explains(
     assert "refused" in bad.stderr and "event.amount" in bad.stderr and "negative" in bad.stderr
     family = parse_metrics(agent.metrics_text())["totem_payment_amount"]
     assert {s.name: s.value for s in family.samples}["totem_payment_amount_sum"] == 12.5
-    # Without the token from the config, the agent refuses.
+    # Without the token from the config, the agent refuses: 77, and what to set.
     no_token = run_cli("event", "error", "--url", agent.url, "--error-type", "printer")
-    assert no_token.returncode == 64 and "Authorization" in no_token.stderr
+    assert no_token.returncode == 77, no_token.stderr
+    assert "asks for the events token" in no_token.stderr
+    assert "TOTEM_AGENT_EVENTS_TOKEN" in no_token.stderr
+    assert "Traceback" not in no_token.stderr
+    # The token from a file (or the environment) instead of the config.
+    token_file = tmp_path / "token"
+    token_file.write_text("tok-123\n")
+    from_file = run_cli("event", "error", "--url", agent.url, "--error-type", "printer",
+                        "--token-file", str(token_file))
+    assert from_file.returncode == 0, from_file.stderr
+    from_env = run_cli("event", "error", "--url", agent.url, "--error-type", "printer",
+                       env={"TOTEM_AGENT_EVENTS_TOKEN": "tok-123"})
+    assert from_env.returncode == 0, from_env.stderr
+    token_file.write_text("not-the-token\n")
+    wrong = run_cli("event", "error", "--url", agent.url, "--error-type", "printer",
+                    "--token-file", str(token_file))
+    assert wrong.returncode == 77 and "refused the events token" in wrong.stderr
+    assert "not-the-token" not in wrong.stderr
     down = run_cli("event", "error", "--url", f"http://127.0.0.1:{free_port()}",
                    "--error-type", "printer")
     assert down.returncode == 3 and "cannot reach the agent" in down.stderr

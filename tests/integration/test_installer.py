@@ -199,6 +199,39 @@ def test_uninstall_keeps_config_buffer_and_user_until_purge(tmp_path: Path) -> N
     run_script(UNINSTALL, "--root", str(root), "--purge")
 
 
+def desktop_exec(path: Path) -> str:
+    lines = [line for line in path.read_text().splitlines() if line.startswith("Exec=")]
+    assert len(lines) == 1, lines
+    return lines[0].removeprefix("Exec=")
+
+
+@needs_root
+def test_the_tray_binary_comes_with_its_autostart_entry_or_neither(tmp_path: Path) -> None:
+    """The XDG autostart entry starts /usr/bin/totem-agent-tray; it is installed only
+    with that binary (the service binary has no GUI toolkit to run a tray with)."""
+    autostart = "etc/xdg/autostart/totem-agent-tray.desktop"
+    bare = system_root(tmp_path / "bare")
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    result = run_script(INSTALL, "--root", str(bare), "--binary",
+                        str(stub_binary(alone / "totem-agent")))
+    assert "no totem-agent-tray next to" in result.stdout
+    assert not (bare / autostart).exists() and not (bare / "usr/bin/totem-agent-tray").exists()
+
+    root = system_root(tmp_path / "root")
+    release = tmp_path / "release"
+    release.mkdir()
+    tray = stub_binary(release / "totem-agent-tray", "tray")
+    run_script(INSTALL, "--root", str(root), "--binary", str(stub_binary(release / "totem-agent")))
+    command = desktop_exec(root / autostart)
+    installed = root / command.split()[0].lstrip("/")
+    assert command == "/usr/bin/totem-agent-tray"
+    assert installed.read_bytes() == tray.read_bytes() and os.access(installed, os.X_OK)
+    assert tree(root)["usr/bin/totem-agent-tray"][:4] == ("file", 0o755, 0, 0)
+    run_script(UNINSTALL, "--root", str(root))
+    assert not installed.exists() and not (root / autostart).exists()
+
+
 def test_unknown_option_is_refused_with_usage(tmp_path: Path) -> None:
     result = run_script(INSTALL, "--frobnicate", check=False)
     assert result.returncode == 1 and "unknown option: --frobnicate" in result.stderr
@@ -218,6 +251,11 @@ def verify_unit(root: Path) -> subprocess.CompletedProcess[str]:
         host_units = next(p for p in (Path("/usr/lib/systemd/system"),
                                       Path("/lib/systemd/system")) if p.is_dir())
         shutil.copytree(host_units, units, symlinks=True)
+    # ExecReload's /bin/kill (Debian's procps): verify checks it is executable.
+    kill = root / "bin" / "kill"
+    if not kill.exists():
+        kill.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2("/bin/kill", kill)
     return subprocess.run([analyze, "verify", f"--root={root}", "totem-agent.service"],
                           capture_output=True, text=True, timeout=60)
 
@@ -250,6 +288,8 @@ def test_unit_declares_notify_watchdog_state_and_hardening() -> None:
     assert unit["Type"] == ["notify"]
     assert unit["ExecStart"] == ["/usr/bin/totem-agent run --config /etc/totem-agent/config.toml"]
     assert unit["Restart"] == ["on-failure"]
+    # `systemctl reload`: SIGHUP re-reads the config (tests/integration/test_reload.py).
+    assert unit["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
     assert unit["StateDirectory"] == ["totem-agent"]
     assert unit["ConfigurationDirectory"] == ["totem-agent"]
     assert unit["Environment"] == ["TOTEM_AGENT_STATE_DIR=%S/totem-agent"]

@@ -85,3 +85,42 @@ def test_the_caching_renderer_declines_what_it_does_not_handle() -> None:
     stamped.add_metric([], 1.0, timestamp=12.5)
     for family in (odd, stamped):
         assert OpenMetricsRenderer().render([*awkward_families(), family]) is None
+
+
+def more_types() -> list[Metric]:
+    """Types text 0.0.4 renames (unknown -> untyped, stateset -> gauge, ...), and a
+    counter with a `_created` sample, which that format moves to a family of its own."""
+    from prometheus_client.core import (
+        GaugeHistogramMetricFamily,
+        HistogramMetricFamily,
+        StateSetMetricFamily,
+        SummaryMetricFamily,
+        UnknownMetricFamily,
+    )
+
+    hist = HistogramMetricFamily("node_test_seconds", "A histogram.", labels=["op"])
+    hist.add_metric(["read"], buckets=[("0.1", 1.0), ("+Inf", 3.0)], sum_value=0.7)
+    summary = SummaryMetricFamily("node_test_summary", "A summary.", count_value=2,
+                                  sum_value=1.0)
+    state = StateSetMetricFamily("node_test_state", "A stateset.", value={"a": True, "b": False})
+    gauge_hist = GaugeHistogramMetricFamily("node_test_gh", "A gauge histogram.",
+                                            buckets=[("+Inf", 2.0)], gsum_value=1.0)
+    unknown = UnknownMetricFamily("node_test_unknown", "Unknown.", value=4.0)
+    return [hist, summary, state, gauge_hist, unknown]
+
+
+def test_the_text_renderer_writes_prometheus_clients_bytes() -> None:
+    from prometheus_client.exposition import generate_latest
+
+    from totem_agent.openmetrics_render import TextRenderer
+
+    renderer = TextRenderer()
+    families = live_families() + awkward_families()
+    plain = [f for f in more_types() if f.type != "gaugehistogram"]  # _gsum: declined
+    for _ in range(2):  # the second render comes from the prefix cache
+        assert renderer.render(families + plain) == generate_latest(
+            _Families(families + plain))
+    created = CounterMetricFamily("node_test_created_things", "Has _created.", created=1.0,
+                                  value=2.0)
+    for declined in (created, next(f for f in more_types() if f.type == "gaugehistogram")):
+        assert TextRenderer().render([*awkward_families(), declined]) is None

@@ -147,3 +147,24 @@ def test_disk_mount_prefers_root_else_the_largest() -> None:
     assert disk_mount([("/boot", 10), ("/", 5)]) == "/"
     assert disk_mount([("/boot", 10), ("/data", 500)]) == "/data"
     assert disk_mount([]) is None
+
+
+def test_observed_cycles_chart_without_reading_the_buffer_and_older_hours_come_from_it(
+        buffer: Buffer) -> None:
+    fill(buffer, 10)  # what an earlier run of the agent appended
+    clock = Clock(T0 + 20 * STEP)
+    history = History(lambda: buffer, clock=clock, min_refresh_seconds=0)
+    for i in range(10, 20):  # this run: each cycle is observed as it is appended
+        history.observe(T0 + i * STEP, cycle(i, idle=30.0 * i, busy=10.0 * i,
+                                             events=2.0 * i, failures=1.0 * i, pending=1.0))
+    # A cycle observed twice (or out of order) is ignored.
+    history.observe(T0 + 15 * STEP, cycle(15, idle=0, busy=0, events=0, failures=0))
+    memory = chart(history.report(hours=1), "memory")["used"]
+    assert [t for t, _ in memory] == [T0 + i * STEP for i in range(20)]
+    busy = chart(history.report(hours=1), "cpu")["busy"]
+    assert [round(v) for _, v in busy] == [25] * 18  # a rate needs two cycles, per part
+    # Rows the buffer deletes later do not take observed points with them.
+    buffer.register_destination("central", from_oldest=True)
+    while (batch := buffer.read("central", 1000)) is not None:
+        buffer.ack("central", batch)
+    assert len(chart(history.report(hours=1), "memory")["used"]) == 20

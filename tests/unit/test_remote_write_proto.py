@@ -108,3 +108,19 @@ def test_negative_zero_and_nan_are_kept() -> None:
     assert struct.pack("<d", samples[0][1]) == struct.pack("<d", -0.0)
     assert math.isnan(samples[1][1])
     assert samples[2] == (7, 0.0)
+
+
+def test_shared_timestamps_constants_and_zeros_are_identical() -> None:
+    """The fast paths: series of a batch sharing one timestamps list, constant series
+    (packed once per value and request), series at 0.0 throughout, and the cases that
+    must not take them (-0.0 among zeros, NaN repeated, a zero timestamp)."""
+    shared = [1_700_000_000_000 + 15_000 * i for i in range(5)]
+    nan = math.nan
+    series = [SeriesSamples("m", (("i", str(i)),), shared, values) for i, values in enumerate([
+        [1.0] * 5, [1.0] * 5, [2.5] * 5, [0.0] * 5, [0.0, -0.0, 0.0, 0.0, 0.0],
+        [nan] * 5, [0.0, 1.0, 0.0, 2.0, 0.0], [1.0, 1.0, 1.0, 1.0, 2.0], [-0.0] * 5])]
+    series.append(SeriesSamples("z", (), [0, 1, 2], [1.0, 1.0, 1.0]))
+    series.append(SeriesSamples("z", (("a", "b"),), [0, 1, 2], [0.0, 0.0, 0.0]))
+    encoder = WriteRequestEncoder()
+    assert encoder.encode(series) == protobuf_bytes(series)
+    assert encoder.encode(series[::-1]) == protobuf_bytes(series[::-1])

@@ -18,6 +18,7 @@ from tests.remote_write_fake import HANG, Labels, fake_receiver
 from tests.support import free_port, wait_until
 from totem_agent import __version__
 from totem_agent.buffer import Buffer, SeriesSamples
+from totem_agent.outputs import remote_write_pipeline
 from totem_agent.outputs.remote_write import (
     RemoteWrite,
     Shipper,
@@ -289,7 +290,7 @@ def test_stop_cuts_a_long_backoff_and_leaves_the_batch_pending(buffer: Buffer) -
     url = f"http://127.0.0.1:{free_port()}/api/v1/write"
     group = RemoteWrite(buffer, [destination(url, min_backoff=60.0, max_backoff=60.0)])
     group.start()
-    wait_until(lambda: metric(group, "totem_agent_remote_write_retries_total") == 1,
+    wait_until(lambda: (metric(group, "totem_agent_remote_write_retries_total") or 0) >= 1,
                message="a first failed request")
     started = time.monotonic()
     group.stop(wait=10.0)
@@ -298,17 +299,30 @@ def test_stop_cuts_a_long_backoff_and_leaves_the_batch_pending(buffer: Buffer) -
     assert buffer.stats().destinations["central"].pending_samples == 6
 
 
-def test_stop_cuts_a_hanging_request(buffer: Buffer) -> None:
+@pytest.mark.parametrize("parallel", [1, 2])
+def test_stop_cuts_a_hanging_request(buffer: Buffer, parallel: int,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(remote_write_pipeline, "SPLIT_FROM", 1)  # split even 6 samples
     fill(buffer, 2)
     with fake_receiver(script=[HANG]) as rx:
-        group = RemoteWrite(buffer, [destination(rx.url, timeout=60.0)])
+        group = RemoteWrite(buffer, [destination(rx.url, timeout=60.0,
+                                                 parallel_requests=parallel)])
         group.start()
-        wait_until(lambda: rx.answers == [0], message="the request to hang")
+        # With two lanes (SERIES spread over both) the other part of the batch is
+        # answered: the batch is still not settled while one of its parts hangs.
+        pipeline = group.shippers[0].pipeline
+        lanes = {pipeline.lane_of(SeriesSamples(name, tuple(sorted(labels.items())), [], []))
+                 for name, labels in SERIES}
+        assert len(lanes) == parallel
+        wait_until(lambda: sorted(rx.answers) == [0, 204][:parallel],
+                   message="the request to hang")
         started = time.monotonic()
         group.stop(wait=10.0)
         assert time.monotonic() - started < 5.0  # not the 60 s timeout
+        for lane in pipeline.lanes:
+            assert not lane.thread.is_alive()
     assert buffer.stats().destinations["central"].pending_samples == 6
-    assert rx.stored == []
+    assert len(rx.stored) < 6 if parallel > 1 else rx.stored == []
 
 
 def test_two_destinations_have_independent_cursors(buffer: Buffer) -> None:

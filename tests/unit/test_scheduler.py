@@ -188,3 +188,45 @@ def test_slow_collector_within_its_deadline_does_not_hold_up_the_others(
     wait_until(lambda: next(s for s in scheduler.snapshot() if s.name == "hung").outcome == "ok",
                message="the slow collector's result")
     scheduler.stop()
+
+
+class Second(Fine):
+    name = "second"
+
+
+def test_change_is_told_once_per_cycle_not_once_per_collector(
+        hung_release: threading.Event) -> None:
+    # A scrape in the middle of a cycle must serve the previous complete cycle: the
+    # exposition learns of new results when the lane has run everything queued.
+    seen: list[tuple[int, int]] = []
+    scheduler = Scheduler([settings(Fine, 0.05), settings(Second, 0.05), settings(Broken, 0.05)],
+                          CollectorContext())
+
+    def on_change() -> None:
+        states = {s.name: s.runs for s in scheduler.states.values()}
+        seen.append((states["fine"], states["second"]))
+
+    scheduler.on_change = on_change
+    scheduler.start()
+    wait_until(lambda: len(seen) >= 3, message="three completed cycles")
+    scheduler.stop()
+    # Every notification saw both collectors at the same run count: never half a cycle.
+    assert all(fine == second for fine, second in seen), seen
+
+
+def test_late_result_of_an_abandoned_lane_is_told_at_once(
+        hung_release: threading.Event) -> None:
+    changes = threading.Event()
+    scheduler = Scheduler([settings(Hung, interval=30, timeout=10)], CollectorContext())
+    first_lane = scheduler._lane
+    scheduler.start()
+    wait_until(lambda: first_lane.current is not None, message="the slow run started")
+    scheduler._wake.set()  # the loop turns now that a run holds the lane, and times it
+    # Past LANE_PATIENCE the lane is left to the slow run; the new lane has nothing
+    # queued, so it will never go idle to pass a pending change on.
+    wait_until(lambda: scheduler._lane is not first_lane, message="the lane left to the slow run")
+    scheduler.on_change = changes.set
+    hung_release.set()
+    wait_until(changes.is_set, message="on_change for the slow run's result")
+    assert next(iter(scheduler.states.values())).outcome == "ok"
+    scheduler.stop()

@@ -208,3 +208,29 @@ def test_an_event_renews_only_the_live_tail(server: Server) -> None:
     server.exposition.invalidate_live()
     server.exposition.render(None, None)
     assert parts[("collected", "text/plain; version=0.0.4; charset=utf-8")] is collected_before
+
+
+def test_connections_over_the_limit_are_closed_and_counted(server: Server) -> None:
+    import socket
+
+    server.httpd.max_connections = 3
+    host, port = server.httpd.server_address[:2]
+    # Three clients that started a request and never finish it: each holds a thread.
+    slow = [socket.create_connection((host, port), timeout=5) for _ in range(3)]
+    try:
+        for sock in slow:
+            sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x")
+        wait_until(lambda: server.httpd._open == 3, message="three connections held")
+        extra = socket.create_connection((host, port), timeout=5)
+        assert extra.recv(100) == b"", "the fourth connection is closed at once"
+        extra.close()
+        assert server.httpd.http_metrics.refused_connections == 1
+        slow.pop().close()  # one slow client gives up: its slot is free again
+        wait_until(lambda: server.httpd._open == 2, message="the slot released")
+        assert server.get("/health")[0] == 200
+        refused = next(f for f in server.httpd.http_metrics.families()
+                       if f.name == "totem_agent_http_connections_refused")
+        assert refused.samples[0].value == 1.0
+    finally:
+        for sock in slow:
+            sock.close()

@@ -269,19 +269,35 @@ def test_clipboard_tool_per_platform() -> None:
     assert clipboard_commands({"DISPLAY": ":0"}, "linux", lambda name: None) == []
 
 
-def test_tray_url_from_config_or_the_default(tmp_path: Path) -> None:
+def test_tray_target_from_config_or_the_default(tmp_path: Path) -> None:
+    import argparse
     import io
 
-    from totem_agent.tray import tray_url
+    from totem_agent.tray import tray_target
+
+    def args(config: Path, **given: str) -> argparse.Namespace:
+        flags = {"url": None, "user": None, "password_file": None, "ca_file": None,
+                 "cert_file": None, "key_file": None, **given}
+        return argparse.Namespace(config=str(config), **flags)
 
     good = tmp_path / "good.toml"
     good.write_text('[agent]\nlisten = "127.0.0.1:19999"\n')
-    assert tray_url(str(good), {}, io.StringIO()) == "http://127.0.0.1:19999"
+    target = tray_target(args(good), {}, io.StringIO())
+    assert target is not None and target.url == "http://127.0.0.1:19999"
+    # The credentials come from the environment, which the config loader must not see.
+    target = tray_target(args(good), {"TOTEM_AGENT_USER": "tech",
+                                      "TOTEM_AGENT_PASSWORD": "pw"}, io.StringIO())
+    assert target is not None and (target.user, target.password) == ("tech", "pw")
+    assert "pw" not in repr(target)
     bad = tmp_path / "bad.toml"
     bad.write_text("[agent]\nlisten = 12\n")
     said = io.StringIO()
-    assert tray_url(str(bad), {}, said) == "http://127.0.0.1:10084"
+    target = tray_target(args(bad), {}, said)
+    assert target is not None and target.url == "http://127.0.0.1:10084"
     assert "cannot read the config" in said.getvalue() and "bad.toml" in said.getvalue()
+    said = io.StringIO()
+    assert tray_target(args(good), {"TOTEM_AGENT_USER": "tech"}, said) is None
+    assert "no password" in said.getvalue() and "TOTEM_AGENT_PASSWORD" in said.getvalue()
 
 
 def test_desktop_entry_starts_the_tray() -> None:
@@ -293,7 +309,7 @@ def test_desktop_entry_starts_the_tray() -> None:
     parser.read(entry)
     desktop = parser["Desktop Entry"]
     assert desktop["Type"] == "Application"
-    assert desktop["Exec"].split()[1:] == ["tray"]
+    assert desktop["Exec"] == "/usr/bin/totem-agent-tray"  # the tray binary (installer/)
     assert desktop["Terminal"] == "false"
 
 

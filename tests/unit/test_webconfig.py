@@ -16,7 +16,6 @@ import bcrypt
 import pytest
 
 from tests.integration.servers import TlsFiles, make_tls_files
-from totem_agent import websecurity
 from totem_agent.config import EVENTS_OPTIONS, ConfigError, load_config
 from totem_agent.events_api import EventsAPI
 from totem_agent.webconfig import WebConfigError, load_web_config
@@ -153,7 +152,7 @@ def test_basic_auth_checks_and_caches(monkeypatch: pytest.MonkeyPatch) -> None:
         calls.append(hashed)
         return real(password, hashed)
 
-    monkeypatch.setattr(websecurity.bcrypt, "checkpw", counting)
+    monkeypatch.setattr(bcrypt, "checkpw", counting)  # websecurity imports it when needed
     auth = BasicAuth({"prometheus": HASH.encode()})
     assert auth.check(basic("prometheus", "right password"))
     assert auth.check(basic("prometheus", "right password"))
