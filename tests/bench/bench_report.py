@@ -218,6 +218,15 @@ def summary_lines(results: list[dict[str, Any]], prof: dict[str, Any] | None) ->
                 f"({prom_std - stdlib:.1f} MB of it stdlib only it imports: inspect, "
                 f"urllib.request, wsgiref); the agent's own modules, sqlite3, its threads and "
                 f"state the rest, to {last:.1f} MB in-process.")
+            ne_mb = statistics.median(r["rss"]["node_exporter"]["VmRSS"] for r in results) / 1024
+            out.append(
+                f"- The RSS target (1.5 x node_exporter's {ne_mb:.1f} MB = {1.5 * ne_mb:.1f} MB) "
+                f"leaves {1.5 * ne_mb - prom:.1f} MB for everything of the agent's own: the "
+                f"interpreter, the stdlib the server needs and prometheus_client take "
+                f"{prom:.1f} MB ({prom / ne_mb:.2f} x) before any of it is imported. What is "
+                "imported only for some kiosks is imported when first needed (pyserial, "
+                "PyYAML and bcrypt for a web-config, cramjam for remote_write, the rotating "
+                "log file handler).")
     return [*out, ""]
 
 
@@ -328,11 +337,14 @@ def report(args: argparse.Namespace, results: list[dict[str, Any]],
             "- RSS: VmRSS from /proc/PID/status.",
             f"- CPU: utime+stime of all threads from /proc/PID/stat (10 ms ticks). Agent: a "
             f"{args.cycles} x {args.interval}s window ({args.cycles} intended cycles); the "
-            "window holds the scheduler and collector threads and the HTTP server's 0.5 s "
-            "idle poll and nothing is subtracted; cycles completed = sum of "
-            "`totem_agent_collector_runs_total` deltas ÷ collectors. The "
-            "\"each followed by one scrape\" window adds one scrape per interval, half an "
-            "interval after the tick, so each renders a new cycle. node_exporter: CPU over the "
+            "window holds the collectors' lane, the buffer's appends, the scheduler and the "
+            "HTTP server's 0.5 s idle poll and nothing is subtracted; cycles completed = sum "
+            "of `totem_agent_collector_runs_total` deltas ÷ collectors. \"buffer off\": the "
+            "same window on a second agent started with `[buffer] enabled = false` at the end "
+            "of the run, beside a fresh node_exporter. The \"each followed by one scrape\" "
+            "window adds one scrape per interval, half an interval after the tick, so each "
+            "renders a new cycle. node_exporter: CPU per scrape when scraped once per "
+            "interval in the agent's unscraped window, and over the "
             f"{args.scrapes} back-to-back Prometheus-Accept scrapes of the latency loop.",
             f"- Latency: {args.scrapes} scrapes of each server per Accept header over one "
             "keep-alive `http.client` connection each, alternating agent and node_exporter "
