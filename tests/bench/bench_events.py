@@ -92,7 +92,8 @@ def _phase(conn: http.client.HTTPConnection, bodies: list[bytes], per_request: i
             "max_ms": max(latencies) * 1000}
 
 
-def _batch_event(i: int, tag: str) -> dict[str, Any]:
+def mixed_event(i: int, tag: str) -> dict[str, Any]:
+    """One of three event types by i, with an id: what a kiosk app posts in a day."""
     kind = i % 3
     if kind == 0:
         return {"type": "ticket_completed", "service": "caixa", "wait_seconds": i % 700,
@@ -113,7 +114,7 @@ def client(url: str, singles: int, batches: int, batch_size: int, tag: str) -> d
                                 "id": f"{tag}-warm-{i}"}).encode())
     single_bodies = [json.dumps({"type": "ticket_created", "service": "caixa",
                                  "id": f"{tag}-s-{i}"}).encode() for i in range(singles)]
-    batch_bodies = [json.dumps([_batch_event(b * batch_size + i, f"{tag}-b")
+    batch_bodies = [json.dumps([mixed_event(b * batch_size + i, f"{tag}-b")
                                 for i in range(batch_size)]).encode() for b in range(batches)]
     out: dict[str, Any] = {"warmup_events": 20}
     out["single"] = _phase(conn, single_bodies, 1) if singles else None

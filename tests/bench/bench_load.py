@@ -51,7 +51,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.bench.bench_events import Agent, parse_duration, scrape
+from tests.bench.bench_events import Agent, mixed_event, parse_duration, scrape
 
 REPO = Path(__file__).resolve().parents[2]
 DOCS = REPO / "docs" / "benchmarks.md"
@@ -127,18 +127,6 @@ class Stream:
                 "max_ms": max(lat) * 1000}
 
 
-def _event(i: int, tag: str) -> dict[str, Any]:
-    kind = i % 3
-    if kind == 0:
-        return {"type": "ticket_completed", "service": "caixa", "wait_seconds": i % 700,
-                "id": f"{tag}-{i}"}
-    if kind == 1:
-        return {"type": "payment", "status": "approved", "method": "pix",
-                "amount": float(i % 900) + 0.5, "id": f"{tag}-{i}"}
-    return {"type": "service_usage", "service": "segunda_via", "status": "ok",
-            "id": f"{tag}-{i}"}
-
-
 def client(url: str, args: argparse.Namespace) -> dict[str, Any]:
     host, port = url.removeprefix("http://").rsplit(":", 1)
     address = (host, int(port))
@@ -150,14 +138,14 @@ def client(url: str, args: argparse.Namespace) -> dict[str, Any]:
         return "POST", "/api/v1/events", json.dumps(body).encode(), 1
 
     def batch(i: int) -> tuple[str, str, bytes, int]:
-        body = [_event(i * size + k, "b") for k in range(size)]
+        body = [mixed_event(i * size + k, "b") for k in range(size)]
         return "POST", "/api/v1/events", json.dumps(body).encode(), size
 
     def metrics(i: int) -> tuple[str, str, None, int]:
         return "GET", "/metrics", None, 0
 
     def over_limit(i: int) -> tuple[str, str, bytes, int]:
-        body = [_event(k, f"o{i}") for k in range(MAX_BATCH + 1)]
+        body = [mixed_event(k, f"o{i}") for k in range(MAX_BATCH + 1)]
         return "POST", "/api/v1/events", json.dumps(body).encode(), 0
 
     streams = [Stream("single", address, args.single_rate, single, deadline),
