@@ -41,7 +41,8 @@ def fetch_health(target: AgentTarget | str, timeout: float) -> dict[str, Any]:
     return report
 
 
-def _duration(seconds: float) -> str:
+def duration_words(seconds: float) -> str:
+    """An uptime for a person: `2d 3h 4m`, `3h 4m`, `4m 5s`."""
     seconds = int(seconds)
     days, rest = divmod(seconds, 86400)
     hours, rest = divmod(rest, 3600)
@@ -58,7 +59,7 @@ def format_report(report: dict[str, Any]) -> str:
     head = f"totem-agent on {report.get('instance', '?')}" + (f" ({labels})" if labels else "")
     lines = [f"{head}: {_WORDS.get(report['status'], report['status'])}",
              f"version {report.get('version', '?')}, "
-             f"up {_duration(report.get('uptime_seconds', 0))}"]
+             f"up {duration_words(report.get('uptime_seconds', 0))}"]
     checks = report.get("checks", {})
     # Problems first, so the technician reads what matters without scrolling.
     order = {"failing": 0, "degraded": 1, "pending": 2, "ok": 3, "not_applicable": 4}

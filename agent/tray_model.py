@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from totem_agent.status import duration_words
+
 if TYPE_CHECKING:  # pillow is the tray extra's; only icon_image() needs it
     from PIL.Image import Image
 
@@ -111,18 +113,6 @@ def notification(before: str | None, after: str, report: Mapping[str, Any] | Non
     return title, _cut(message, 200)
 
 
-def _duration(seconds: float) -> str:
-    seconds = int(seconds)
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days}d {hours}h {minutes}m"
-    if hours:
-        return f"{hours}h {minutes}m"
-    return f"{minutes}m {secs}s"
-
-
 def diagnostics_text(report: Mapping[str, Any] | None, url: str, now: datetime | None = None,
                      error: str | None = None) -> str:
     """A plain-text summary a technician pastes into a ticket."""
@@ -139,7 +129,7 @@ def diagnostics_text(report: Mapping[str, Any] | None, url: str, now: datetime |
         f"store: {labels.get('store', '(not set)')}",
         *(f"label {k}: {v}" for k, v in sorted(labels.items()) if k != "store"),
         f"version: {report.get('version', '?')}",
-        f"uptime: {_duration(float(report.get('uptime_seconds') or 0))} "
+        f"uptime: {duration_words(float(report.get('uptime_seconds') or 0))} "
         f"(started {report.get('started_at', '?')})",
         f"kiosk clock: {report.get('time', '?')}",
         f"status: {str(report.get('status', '?')).upper()}",

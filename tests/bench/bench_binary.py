@@ -33,9 +33,10 @@ import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-DOCS = REPO / "docs" / "benchmarks.md"
-START = "<!-- bench_binary.py: start -->"
-END = "<!-- bench_binary.py: end -->"
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from tests.bench.docs_section import replace_section  # noqa: E402  (needs the repo root)
 
 
 def free_port() -> int:
@@ -134,14 +135,7 @@ def main() -> int:
     text = "\n".join(lines)
     print(text)
     if args.write_docs:
-        section = START + "\n" + text + "\n" + END
-        current = DOCS.read_text()
-        if START in current and END in current:
-            head, rest = current.split(START, 1)
-            current = head + section + rest.split(END, 1)[1]
-        else:
-            current = current.rstrip() + "\n\n" + section + "\n"
-        DOCS.write_text(current)
+        replace_section("bench_binary.py", text)
         print("wrote its section of docs/benchmarks.md", file=sys.stderr)
     return 0
 

@@ -72,13 +72,14 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from tests.bench.buffer_day import (  # noqa: E402  (needs the repo root)
+from tests.bench.buffer_day import (  # noqa: E402
     CYCLES_PER_DAY,
     INTERVAL_MS,
     SERIES,
     START_MS,
     day,
 )
+from tests.bench.docs_section import replace_section  # noqa: E402  (needs the repo root)
 from tests.integration.servers import ServerProcess, http_get  # noqa: E402
 from tests.support import free_port, wait_until  # noqa: E402
 from totem_agent.buffer import Buffer, SeriesSamples  # noqa: E402
@@ -89,8 +90,6 @@ from totem_agent.outputs.remote_write_proto import (  # noqa: E402
     compress,
 )
 
-START = "<!-- bench_drain.py: start -->"
-END = "<!-- bench_drain.py: end -->"
 DESTINATION = "bench"
 FEED_CYCLES = 10          # cycles per request fed to vmagent (10,000 samples, as totem sends)
 POLL = 0.2                # seconds between count queries
@@ -638,18 +637,6 @@ def report(args: argparse.Namespace, timings: list[Timing], profile: dict[str, A
     return "\n".join(lines)
 
 
-def write_section(doc: Path, text: str) -> None:
-    """Replace this benchmark's section of the shared file, keeping the others."""
-    section = START + "\n" + re.sub(r"^(#+) ", r"#\1 ", text, flags=re.M).rstrip() + "\n" + END
-    current = doc.read_text() if doc.exists() else "# Benchmarks\n"
-    if START in current and END in current:
-        head, rest = current.split(START, 1)
-        current = head + section + rest.split(END, 1)[1]
-    else:
-        current = current.rstrip() + "\n\n" + section + "\n"
-    doc.write_text(current)
-
-
 def base_overrides(args: argparse.Namespace) -> Overrides:
     return {"max_samples_per_send": args.max_samples_per_send} \
         if args.max_samples_per_send else {}
@@ -742,7 +729,7 @@ def main(argv: list[str] | None = None) -> int:
     text = report(args, timings, profile, loads, command)
     print(text)
     if args.write_docs:
-        write_section(REPO / "docs" / "benchmarks.md", text)
+        replace_section("bench_drain.py", text, demote_headings=True)
         print("wrote its section of docs/benchmarks.md", file=sys.stderr)
     return 0
 

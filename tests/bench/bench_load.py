@@ -52,11 +52,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tests.bench.bench_events import Agent, mixed_event, parse_duration, scrape
+from tests.bench.docs_section import replace_section
 
-REPO = Path(__file__).resolve().parents[2]
-DOCS = REPO / "docs" / "benchmarks.md"
-START = "<!-- bench_load.py: start -->"
-END = "<!-- bench_load.py: end -->"
 MAX_BATCH = 1000  # [events] max_batch's default: one more is a 413
 PROBE_EVERY = 15.0
 RSS_EVERY = 10.0
@@ -286,7 +283,7 @@ def markdown(r: dict[str, Any], args: argparse.Namespace, command: str) -> str:
     lc, ic = col["loaded"], col["idle"]
     kept = lc["min"] >= int(lc["expected"]) - 1
     lines = [
-        START, "## Load: events and scrapes for minutes, slow clients", "",
+        "## Load: events and scrapes for minutes, slow clients", "",
         f"Command: `{command}`. Two real agents (`totem-agent run --listen 127.0.0.1:0`, "
         f"fresh state_dir each, default collectors at `interval = \"{args.interval}\"`): one "
         "loaded, one idle twin as the memory baseline. A second process loads the first for "
@@ -330,18 +327,8 @@ def markdown(r: dict[str, Any], args: argparse.Namespace, command: str) -> str:
         f"Machine: {platform.node()}, 2-core development VM, {platform.system()} "
         f"{platform.release()}, Python {platform.python_version()}; "
         f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC. The client and "
-        "the agents share the two cores.", END]
+        "the agents share the two cores."]
     return "\n".join(lines)
-
-
-def write_docs(text: str) -> None:
-    current = DOCS.read_text(encoding="utf-8")
-    if START in current and END in current:
-        head, rest = current.split(START, 1)
-        current = head + text + rest.split(END, 1)[1]
-    else:
-        current = current.rstrip("\n") + "\n\n" + text + "\n"
-    DOCS.write_text(current, encoding="utf-8")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -368,7 +355,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     text = markdown(result, args, command)
     print(text)
     if args.write_docs:
-        write_docs(text)
+        replace_section("bench_load.py", text)
     return 0
 
 

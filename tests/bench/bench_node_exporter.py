@@ -35,7 +35,6 @@ import contextlib
 import http.client
 import json
 import os
-import re
 import shutil
 import socket
 import subprocess
@@ -53,6 +52,7 @@ if str(REPO) not in sys.path:
 
 from tests.bench import bench_report, profile_agent  # noqa: E402  (needs the repo root)
 from tests.bench.bench_report import percentile  # noqa: E402
+from tests.bench.docs_section import replace_section  # noqa: E402
 
 AGENT = REPO / ".venv" / "bin" / "totem-agent"
 NODE_EXPORTER = shutil.which("prometheus-node-exporter") or "prometheus-node-exporter"
@@ -399,25 +399,9 @@ def main(argv: list[str] | None = None) -> int:
     text = bench_report.report(args, results, prof, command)
     print(text)
     if args.write_docs:
-        write_section(REPO / "docs" / "benchmarks.md", text)
+        replace_section("bench_node_exporter.py", text, demote_headings=True)
         print("wrote its section of docs/benchmarks.md", file=sys.stderr)
     return 0
-
-
-START = "<!-- bench_node_exporter.py: start -->"
-END = "<!-- bench_node_exporter.py: end -->"
-
-
-def write_section(doc: Path, text: str) -> None:
-    """Replace this benchmark's section of the shared file, keeping the others."""
-    section = START + "\n" + re.sub(r"^(#+) ", r"#\1 ", text, flags=re.M).rstrip() + "\n" + END
-    current = doc.read_text() if doc.exists() else "# Benchmarks\n"
-    if START in current and END in current:
-        head, rest = current.split(START, 1)
-        current = head + section + rest.split(END, 1)[1]
-    else:
-        current = current.rstrip() + "\n\n" + section + "\n"
-    doc.write_text(current)
 
 
 if __name__ == "__main__":

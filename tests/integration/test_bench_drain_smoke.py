@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.bench import bench_drain
+from tests.bench.docs_section import markers, replace_section
 from tests.integration.servers import require_binary
 
 pytestmark = pytest.mark.integration
@@ -39,7 +40,8 @@ def test_the_drain_bench_runs_on_a_tiny_outage(tmp_path: Path) -> None:
     assert "| victoria-metrics | totem-agent |" in text and "| prometheus | vmagent |" in text
     doc = tmp_path / "benchmarks.md"
     doc.write_text("# Benchmarks\n\nbefore\n\n<!-- other: start -->\nkept\n<!-- other: end -->\n")
-    bench_drain.write_section(doc, text)
-    bench_drain.write_section(doc, text)  # replaces its own section, once
+    replace_section("bench_drain.py", text, demote_headings=True, doc=doc)
+    replace_section("bench_drain.py", text, demote_headings=True, doc=doc)  # its own, once
     written = doc.read_text()
-    assert written.count(bench_drain.START) == 1 and "kept" in written and "before" in written
+    start, _ = markers("bench_drain.py")
+    assert written.count(start) == 1 and "kept" in written and "before" in written
