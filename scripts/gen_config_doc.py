@@ -61,7 +61,8 @@ def _table(rows: list[tuple[str, Option, str]]) -> list[str]:
              "| --- | --- | --- | --- | --- |"]
     for key, option, env in rows:
         meaning = option.help.replace("|", "\\|")
-        variable = f"`{env}`" if env else "(file only)"
+        # Lists of tables cannot come from the environment (agent/options.py refuses them).
+        variable = f"`{env}`" if env and option.kind != "tables" else "(file only)"
         lines.append(f"| `{key}` | {_kind(option)} | {_default(option)} | {variable} "
                      f"| {meaning} |")
     return lines
