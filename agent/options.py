@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -266,3 +267,24 @@ def check_readable_file(value: str) -> None:
             pass
     except OSError as err:
         raise OptionError(f"{value}: cannot read it ({err.strerror})") from None
+
+
+def client_ssl_context(where: str, ca_file: str = "", insecure_skip_verify: bool = False,
+                       cert_file: str = "", key_file: str = "") -> ssl.SSLContext:
+    """The TLS context of an output's https:// requests (Pushgateway, remote_write).
+    `where` names the config table in errors: ssl.SSLError says which file failed."""
+    try:
+        # With a cafile, create_default_context trusts that file alone.
+        context = ssl.create_default_context(cafile=ca_file or None)
+    except (ssl.SSLError, OSError) as err:
+        raise ssl.SSLError(f"cannot load {where} ca_file {ca_file}: {err}") from None
+    if insecure_skip_verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    if cert_file:
+        try:
+            context.load_cert_chain(cert_file, key_file or None)
+        except (ssl.SSLError, OSError) as err:
+            raise ssl.SSLError(f"cannot load the client certificate of {where} "
+                               f"(cert_file {cert_file}, key_file {key_file}): {err}") from None
+    return context

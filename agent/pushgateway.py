@@ -34,6 +34,7 @@ from prometheus_client.exposition import push_to_gateway
 from prometheus_client.metrics_core import Metric
 
 from totem_agent.health import DEGRADED, OK, PENDING, Check
+from totem_agent.options import client_ssl_context
 from totem_agent.secrets_policy import redact_url
 from totem_agent.threadnames import name_native_thread
 
@@ -111,24 +112,9 @@ class Pusher:
         self.last_duration = 0.0
 
     def ssl_context(self) -> ssl.SSLContext:
-        """The context of an https:// push; raises ssl.SSLError / OSError naming the file."""
-        try:
-            # With a cafile, create_default_context trusts that file alone.
-            context = ssl.create_default_context(cafile=self.ca_file or None)
-        except (ssl.SSLError, OSError) as err:
-            raise ssl.SSLError(f"cannot load [pushgateway] ca_file {self.ca_file}: {err}") \
-                from None
-        if self.insecure_skip_verify:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        if self.cert_file:
-            try:
-                context.load_cert_chain(self.cert_file, self.key_file or None)
-            except (ssl.SSLError, OSError) as err:
-                raise ssl.SSLError(f"cannot load the client certificate [pushgateway] "
-                                   f"cert_file {self.cert_file} / key_file {self.key_file}: "
-                                   f"{err}") from None
-        return context
+        """The context of an https:// push; raises ssl.SSLError naming the file."""
+        return client_ssl_context("[pushgateway]", self.ca_file, self.insecure_skip_verify,
+                                  self.cert_file, self.key_file)
 
     def _handler(self, url: str, method: str, timeout: float | None,
                  headers: list[tuple[str, str]], data: bytes) -> Callable[[], None]:

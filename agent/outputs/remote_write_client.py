@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from totem_agent import __version__
+from totem_agent.options import client_ssl_context
 
 log = logging.getLogger("totem_agent.remote_write")
 
@@ -216,22 +217,8 @@ class Client:
 
     def ssl_context(self) -> ssl.SSLContext:
         dest = self.destination
-        where = f"[[remote_write]] {dest.name}"
-        try:
-            # With a cafile, create_default_context trusts that file alone.
-            context = ssl.create_default_context(cafile=dest.ca_file or None)
-        except (ssl.SSLError, OSError) as err:
-            raise ssl.SSLError(f"cannot load {where} ca_file {dest.ca_file}: {err}") from None
-        if dest.insecure_skip_verify:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        if dest.cert_file:
-            try:
-                context.load_cert_chain(dest.cert_file, dest.key_file or None)
-            except (ssl.SSLError, OSError) as err:
-                raise ssl.SSLError(f"cannot load the client certificate of {where} "
-                                   f"({dest.cert_file}, {dest.key_file}): {err}") from None
-        return context
+        return client_ssl_context(f"[[remote_write]] {dest.name}", dest.ca_file,
+                                  dest.insecure_skip_verify, dest.cert_file, dest.key_file)
 
     def explain(self, err: BaseException) -> str:
         """A technician's sentence for a request that got no HTTP answer."""
