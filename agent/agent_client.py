@@ -26,11 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-USER_ENV = "TOTEM_AGENT_USER"
-PASSWORD_ENV = "TOTEM_AGENT_PASSWORD"
-# Read by the client commands only: not settings of the agent (config.py would take
-# them for typos of a setting).
-CLIENT_ENV = (USER_ENV, PASSWORD_ENV)
+from totem_agent.client_env import CLIENT_ENV as CLIENT_ENV  # re-exported
+from totem_agent.client_env import PASSWORD_ENV, USER_ENV
 
 # ClientError.kind
 UNREACHABLE, TLS, AUTH, ANSWER, USAGE = "unreachable", "tls", "auth", "answer", "usage"

@@ -126,8 +126,12 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS",
                         help="give up after this long (default 5)")
 
-    from totem_agent.event_cli import EVENT_FIELDS
+    # The fields from the schema itself, not event_cli.EVENT_FIELDS (the same names in
+    # the same order): event_cli brings the HTTP client (http.client, ssl, email),
+    # which every command would then carry, a running agent included.
     from totem_agent.events import SCHEMA
+
+    event_fields = dict.fromkeys(name for fields in SCHEMA.values() for name in fields)
 
     event = add("event", "Post one event to the running agent, for shell scripts. Example: "
                 "totem-agent event payment --status approved --method pix --amount 12.50",
@@ -135,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     config_arg(event)
     event.add_argument("type", choices=list(SCHEMA), metavar="TYPE",
                        help=f"one of: {', '.join(SCHEMA)}")
-    for name in [*EVENT_FIELDS, "id", "timestamp"]:
+    for name in [*event_fields, "id", "timestamp"]:
         event.add_argument("--" + name.replace("_", "-"), dest=f"field_{name}", metavar="VALUE")
     event.add_argument("--url", help="agent address (default: from the config's listen)")
     client_args(event, basic_auth=False)
@@ -217,7 +221,7 @@ def _main(argv: Sequence[str] | None, env: Mapping[str, str] | None, out: TextIO
           err: TextIO) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from totem_agent.agent_client import CLIENT_ENV
+    from totem_agent.client_env import CLIENT_ENV
 
     client_env = dict(os.environ if env is None else env)  # status/event/tray credentials
     env = {k: v for k, v in client_env.items() if k not in CLIENT_ENV}  # not agent settings
@@ -299,9 +303,8 @@ def _effective(config: Any) -> dict[str, Any]:
 
 
 def _collect_once(config: Any, only: list[str] | None, out: TextIO, err: TextIO) -> int:
-    from prometheus_client.exposition import generate_latest
-
     from totem_agent.exposition import _Families
+    from totem_agent.exposition_format import generate_latest
     from totem_agent.runtime import collector_context
     from totem_agent.scheduler import Scheduler, nothing_to_watch
 

@@ -3,7 +3,8 @@
 A scrape never runs a collector. The body is rendered when something changed
 since the last render (a collector finished) and kept per format and encoding,
 so a burst of scrapes costs a dictionary lookup and a socket write.
-Content negotiation (OpenMetrics vs text 0.0.4) and gzip follow prometheus_client.
+Content negotiation (OpenMetrics vs text 0.0.4) and gzip follow prometheus_client
+(its choose_encoder and text format, copied in exposition_format).
 """
 
 from __future__ import annotations
@@ -18,14 +19,20 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
-from prometheus_client import ProcessCollector
-from prometheus_client import exposition as text_exposition
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
-from prometheus_client.exposition import choose_encoder
-from prometheus_client.metrics_core import Metric
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    InfoMetricFamily,
+    Metric,
+)
 from prometheus_client.openmetrics import exposition as openmetrics
+from prometheus_client.process_collector import ProcessCollector
 
+# Not prometheus_client.exposition: it imports http.server, urllib.request, ssl and
+# wsgiref for its own servers (exposition_format says more).
 from totem_agent import __version__
+from totem_agent import exposition_format as text_exposition
+from totem_agent.exposition_format import choose_encoder
 from totem_agent.openmetrics_render import OpenMetricsRenderer, TextRenderer
 from totem_agent.scheduler import FAILURE_REASONS, Scheduler, add_labels
 

@@ -7,8 +7,9 @@ remote_write destination, events per minute and collector failures per minute
 (the last two are rates of counters, reset-aware).
 
 Reading the buffer decodes every series of a row (about 3 ms a cycle), so the
-running agent does not read it back: the recorder hands each cycle it appends to
-`History.observe`, which keeps the few wanted values (tens of microseconds). The
+running agent does not read it back: the recorder hands the wanted samples of each
+cycle it appends (picked by their positions, worked out once per series layout) to
+`History.observe`, which sums them into chart values (tens of microseconds). The
 buffer is read only for what came before the agent started observing (the first
 page load after a restart asks for hours the agent was not running to see), and
 when no recorder feeds the history (`History.refresh`). Points are kept in memory,
@@ -102,9 +103,12 @@ def pivot(rows: Iterable[tuple[SeriesSamples, ...]]) -> dict[int, _Cycle]:
     return dict(sorted(cycles.items()))
 
 
-def _add(cycle: _Cycle, name: str, labels: dict[str, str], value: float, ts: int,
+def _add(cycle: _Cycle, name: str, labels: Mapping[str, str], value: float, ts: int,
          avail: dict[tuple[int, str], float]) -> None:
-    if name == "node_cpu_seconds_total":
+    # The most frequent first: 4 reasons per collector, 8 modes per CPU.
+    if name == "totem_agent_collector_failures_total":
+        cycle.failures = (cycle.failures or 0.0) + value
+    elif name == "node_cpu_seconds_total":
         cycle.cpu_seen = True
         cycle.cpu_total += value
         if labels.get("mode") == "idle":
@@ -127,8 +131,6 @@ def _add(cycle: _Cycle, name: str, labels: dict[str, str], value: float, ts: int
         cycle.pending[dest] = cycle.pending.get(dest, 0.0) + value
     elif name == "totem_agent_events_accepted_total":
         cycle.events = (cycle.events or 0.0) + value
-    elif name == "totem_agent_collector_failures_total":
-        cycle.failures = (cycle.failures or 0.0) + value
 
 
 def disk_mount(mounts: Iterable[tuple[str, float]]) -> str | None:
@@ -245,12 +247,16 @@ class History:
 
     def observe(self, timestamp_ms: int, samples: Iterable[tuple[str, Mapping[str, str],
                                                                   float]]) -> None:
-        """One cycle just appended to the buffer, as (name, labels, value) samples."""
+        """One cycle just appended to the buffer, as (name, labels, value) samples.
+
+        Samples of other series are ignored; the recorder hands only the `WANTED` ones
+        (`Recorder.on_appended_names`), a hundred or so of several hundred.
+        """
         cycle = _Cycle()
         avail: dict[tuple[int, str], float] = {}
         for name, labels, value in samples:
             if name in WANTED:
-                _add(cycle, name, dict(labels), value, timestamp_ms, avail)
+                _add(cycle, name, labels, value, timestamp_ms, avail)
         with self._lock:
             if self._previous.ts is not None and timestamp_ms <= self._previous.ts:
                 return

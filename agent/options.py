@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import math
 import re
-import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import ssl
 
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
@@ -273,6 +275,10 @@ def client_ssl_context(where: str, ca_file: str = "", insecure_skip_verify: bool
                        cert_file: str = "", key_file: str = "") -> ssl.SSLContext:
     """The TLS context of an output's https:// requests (Pushgateway, remote_write).
     `where` names the config table in errors: ssl.SSLError says which file failed."""
+    # Imported here, not at the top: every collector imports this module, and ssl
+    # (with OpenSSL's libssl and libcrypto, ~4 MB of RSS) is only for https outputs.
+    import ssl
+
     try:
         # With a cafile, create_default_context trusts that file alone.
         context = ssl.create_default_context(cafile=ca_file or None)

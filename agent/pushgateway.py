@@ -29,9 +29,8 @@ import urllib.request
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import push_to_gateway
-from prometheus_client.metrics_core import Metric
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from totem_agent.health import DEGRADED, OK, PENDING, Check
 from totem_agent.options import client_ssl_context

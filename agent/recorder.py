@@ -9,22 +9,31 @@ query SQLite.
 What is appended is what /metrics serves at that moment (system, peripherals,
 business, the agent's own series), each sample stamped with the cycle's wall time
 and carrying `instance` and `job`, since remote_write has no scraper to add them.
+
+Per cycle the costly part was turning hundreds of samples into the buffer's
+series keys. A kiosk reports the same series in the same order cycle after
+cycle, so the keys (and what `cycle_samples` would drop or merge) are worked
+out once, in a `CycleLayout`, and kept while the snapshot's (name, labels) list
+compares equal to the one they were built from: one comparison in C, then the
+buffer gets the same keys tuple back and reuses its layout too.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
+import operator
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-from prometheus_client.metrics_core import Metric
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from totem_agent.buffer import Buffer, BufferFormatError, BufferStats
+from totem_agent.buffer.model import Labels
 from totem_agent.health import DEGRADED, FAILING, OK, Check
 from totem_agent.threadnames import name_native_thread
 
@@ -71,6 +80,84 @@ def cycle_samples(families: Iterable[Metric],
     return out
 
 
+# A prometheus_client Sample is a NamedTuple (name, labels, value, ...).
+_NAME_LABELS = operator.itemgetter(0, 1)
+_NAME = operator.itemgetter(0)
+_LABELS = operator.itemgetter(1)
+_VALUE = operator.itemgetter(2)
+Appended = list[tuple[str, Mapping[str, str], float]]
+
+
+class CycleLayout:
+    """What `cycle_samples` + `Buffer.append` make of a snapshot's (name, labels)
+    list, worked out once: the buffer's keys, and which samples give their values.
+
+    `matches()` says whether a new snapshot's samples have exactly that list (and
+    the same extra labels): then `values()` is all there is to do for them.
+    """
+
+    def __init__(self, raw: Sequence[tuple[str, Mapping[str, str]]],
+                 extra_labels: Mapping[str, str]) -> None:
+        # Private copies: a source that reused and changed a labels dict in place
+        # must not make the next comparison pass.
+        self._raw = [(name, dict(labels)) for name, labels in raw]
+        # The same list as two (compared per cycle without making a pair per sample).
+        self._names_in = [name for name, _ in self._raw]
+        self._labels_in = [labels for _, labels in self._raw]
+        self._extra = dict(extra_labels)
+        last: dict[tuple[str, Labels], int] = {}  # first position, last value wins
+        full: dict[tuple[str, Labels], dict[str, str]] = {}
+        for i, (name, labels) in enumerate(self._raw):
+            if name.endswith("_created"):
+                continue
+            merged = {**self._extra, **labels}  # the sample's own label wins
+            key = (name, tuple(sorted(merged.items())))
+            last[key] = i
+            full[key] = merged
+        self.keys: tuple[tuple[str, Labels], ...] = tuple(last)
+        keep = list(last.values())
+        self._all = keep == list(range(len(self._raw)))
+        self._pick = operator.itemgetter(*keep) if len(keep) > 1 else None
+        self._keep = keep
+        self.names = [name for name, _ in self.keys]
+        # Handed to `on_appended` every cycle, shared: typed read-only, not copied
+        # (the keys are built above, so a listener's change could not reach the buffer).
+        self.labels: list[Mapping[str, str]] = [full[k] for k in self.keys]
+        # For each set of names a listener wants: (name, labels, position) of its samples.
+        self._wanted: dict[frozenset[str], list[tuple[str, Mapping[str, str], int]]] = {}
+
+    def matches(self, samples: Sequence[Any], extra_labels: Mapping[str, str]) -> bool:
+        """Whether `samples` ((name, labels, value, ...) each) have this layout's names
+        and labels, in this order, and the extra labels are the same."""
+        return (extra_labels == self._extra and list(map(_NAME, samples)) == self._names_in
+                and list(map(_LABELS, samples)) == self._labels_in)
+
+    def values(self, samples: Sequence[Any]) -> list[float]:
+        """The kept samples' values, as floats, in `keys` order."""
+        values = list(map(float, map(_VALUE, samples)))
+        if self._all:
+            return values
+        if self._pick is not None:
+            return list(self._pick(values))
+        return [values[i] for i in self._keep]  # one sample kept, or none
+
+    def appended(self, values: Sequence[float], names: frozenset[str] | None) -> Appended:
+        """What `on_appended` gets: the samples named in `names` (all when None).
+
+        Which positions those are is worked out once per layout, not per cycle:
+        the status page's history wants about a hundred of several hundred samples.
+        """
+        if names is None:
+            return list(zip(self.names, self.labels, values, strict=True))
+        wanted = self._wanted.get(names)
+        if wanted is None:
+            wanted = self._wanted[names] = [
+                (name, labels, i)
+                for i, (name, labels) in enumerate(zip(self.names, self.labels, strict=True))
+                if name in names]
+        return [(name, labels, values[i]) for name, labels, i in wanted]
+
+
 class Recorder:
     """Appends a snapshot after each collection cycle, on its own thread."""
 
@@ -88,8 +175,11 @@ class Recorder:
         # Told after every append: the buffer's series in /metrics' live part changed.
         self.on_change: Callable[[], None] = lambda: None
         # Told each stored cycle (timestamp ms, samples): the status page's history.
-        self.on_appended: Callable[[int, list[tuple[str, dict[str, str], float]]], None] = \
-            lambda ts, samples: None
+        # The labels are shared from one cycle to the next: read them, never change them.
+        # Only the samples named in `on_appended_names` (all of them when None).
+        self.on_appended: Callable[[int, Appended], None] = lambda ts, samples: None
+        self.on_appended_names: frozenset[str] | None = None
+        self._layout: CycleLayout | None = None
         self._stats: BufferStats | None = None
         self._stats_lock = threading.Lock()
         self._cycle = threading.Event()
@@ -135,29 +225,40 @@ class Recorder:
     def record(self, now: float | None = None) -> int:
         """Append the current snapshot; returns samples stored (0: lost, see stats)."""
         now = self.clock() if now is None else now
-        samples: list[tuple[str, dict[str, str], float]] = []
+        layout: CycleLayout | None = None
+        values: list[float] = []
         stored = 0
         try:
-            samples = cycle_samples(self.snapshot(), self.extra_labels)
-            stored = self.buffer.append(int(now * 1000), samples)
+            layout, values = self._prepare(self.snapshot())
+            stored = self.buffer.append_cycle(int(now * 1000), layout.keys, values)
         except Exception as err:  # the agent keeps serving /metrics whatever the disk does
             if self.last_error != str(err):
                 log.error("could not append to the buffer: %s", err)
             self._failed(str(err), now)
-            samples = []
+            layout = None
         self.last_append = now
         self.appends += 1
         self._refresh_stats()
-        if stored:
+        if stored and layout is not None:
             self.last_error = None
             try:
-                self.on_appended(int(now * 1000), samples)
+                self.on_appended(int(now * 1000),
+                                 layout.appended(values, self.on_appended_names))
             except Exception:  # the charts must never cost the buffer a cycle
                 log.exception("after-append work failed")
-        elif samples:
+        elif layout is not None and layout.keys:
             # The buffer counted the cycle as lost (disk full) and logged it once.
             self._failed("the disk is full", now)
         return stored
+
+    def _prepare(self, families: Iterable[Metric]) -> tuple[CycleLayout, list[float]]:
+        """This snapshot's layout (the previous one when its series are the same) and values."""
+        samples = list(itertools.chain.from_iterable([f.samples for f in families]))
+        extra = self.extra_labels  # read once: a reload (SIGHUP) replaces it
+        layout = self._layout
+        if layout is None or not layout.matches(samples, extra):
+            layout = self._layout = CycleLayout(list(map(_NAME_LABELS, samples)), extra)
+        return layout, layout.values(samples)
 
     def _failed(self, message: str, now: float) -> None:
         if self.last_error is None:
@@ -267,5 +368,5 @@ def buffer_families(stats: BufferStats | None, now: float) -> list[Metric]:
     return [appended, on_disk, buffered, lost, lost_samples, pending, oldest, sent, dropped]
 
 
-__all__ = ["FILE_NAME", "BufferFormatError", "Recorder", "buffer_families", "buffer_path",
-           "cycle_samples", "open_buffer", "unavailable_check"]
+__all__ = ["FILE_NAME", "BufferFormatError", "CycleLayout", "Recorder", "buffer_families",
+           "buffer_path", "cycle_samples", "open_buffer", "unavailable_check"]

@@ -8,6 +8,7 @@ import threading
 from collections.abc import Callable, Iterable
 from concurrent import futures
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client.metrics_core import Metric
 
@@ -19,12 +20,10 @@ from totem_agent.config import Config
 from totem_agent.events_api import EventsAPI
 from totem_agent.exposition import Exposition, SelfMetrics
 from totem_agent.health import Check, HealthModel, HealthSource
-from totem_agent.history import History
+from totem_agent.history import WANTED, History
 from totem_agent.httpmetrics import HttpMetrics
 from totem_agent.openapi import openapi
 from totem_agent.options import parse_listen
-from totem_agent.outputs.remote_write import open_remote_write
-from totem_agent.pushgateway import Pusher
 from totem_agent.recorder import MIN_SPACING, Recorder, open_buffer, unavailable_check
 from totem_agent.scheduler import Scheduler
 from totem_agent.server import (
@@ -37,8 +36,32 @@ from totem_agent.server import (
 from totem_agent.status_page import status_routes
 from totem_agent.websecurity import open_web_security
 
+if TYPE_CHECKING:  # imported when configured: see open_remote_write and Agent._open_pusher
+    from totem_agent.buffer import Buffer, BufferStats
+    from totem_agent.outputs.remote_write import RemoteWrite
+    from totem_agent.pushgateway import Pusher
+
 log = logging.getLogger("totem_agent")
 SWITCH_INTERVAL = 0.0002
+
+
+def open_remote_write(settings: Any, buffer: Buffer | None,
+                      stats: Callable[[], BufferStats | None] | None = None,
+                      on_settled: Callable[[], object] | None = None) -> RemoteWrite | None:
+    """outputs.remote_write.open_remote_write, imported only when it has work: a
+    destination configured, or one the buffer still knows to forget. Its modules
+    bring http.client, ssl and email, which an agent without remote_write never needs."""
+    if not settings:
+        if buffer is None:
+            return None
+        try:
+            if not buffer.destinations():
+                return None
+        except Exception:  # the output's own opening reports a failed buffer
+            pass
+    from totem_agent.outputs import remote_write
+
+    return remote_write.open_remote_write(settings, buffer, stats, on_settled=on_settled)
 
 
 def collector_context(config: Config) -> CollectorContext:
@@ -145,6 +168,7 @@ class Agent:
         self.history = History(lambda: self.buffer)
         if self.recorder is not None:
             self.recorder.on_appended = self.history.observe
+            self.recorder.on_appended_names = WANTED  # the few series the charts read
         if self.recorder is not None:
             extra.append(self.recorder.metrics)
         recorder = self.recorder
@@ -181,6 +205,9 @@ class Agent:
     def _open_pusher(self, config: Config) -> Pusher | None:
         if not config.pushgateway["url"]:
             return None
+        # Imported only when configured: it brings urllib.request, ssl and hashlib.
+        from totem_agent.pushgateway import Pusher
+
         return Pusher(config.pushgateway, config.instance, config.labels, self._families)
 
     def _output_families(self) -> list[Metric]:

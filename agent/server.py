@@ -2,7 +2,10 @@
 
 Routes are a table so later rooms (events API, status page) add theirs without
 touching the request plumbing. HTTP/1.1 keep-alive, because Prometheus reuses
-its connection between scrapes.
+its connection between scrapes; requests pipelined on a connection are answered
+in order. The protocol (parsing, limits, framing) is agent/httpd.py's, not the
+standard library's http.server, which would bring in email, http.client and ssl
+(docs/security.md lists what the server accepts).
 """
 
 from __future__ import annotations
@@ -10,17 +13,31 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import socketserver
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from totem_agent import __version__
 from totem_agent.exposition import Exposition
 from totem_agent.health import FAILING, HealthModel
+from totem_agent.httpd import (
+    MAX_LINE,
+    NO_BODY,
+    Body,
+    ClientGone,
+    Headers,
+    ProtocolError,
+    body_length,
+    http_date,
+    keep_alive,
+    parse_request_line,
+    read_headers,
+    reason,
+)
 from totem_agent.httpmetrics import OTHER_HANDLER, HttpMetrics
 from totem_agent.threadnames import name_native_thread
 from totem_agent.websecurity import WebSecurity
@@ -49,9 +66,22 @@ def json_response(status: int, payload: Any) -> Response:
 # time holds its thread for as long as it keeps sending; past this many, new
 # connections are closed at once (counted) instead of costing one more thread each.
 MAX_CONNECTIONS = 64
+# Each read of a connection times out after this long: idle keep-alive connections are
+# closed, so clients that go away without closing cannot pile up threads.
+IDLE_TIMEOUT = 60.0
+# Methods routed; others are answered 501. HEAD is routed as GET.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE"})
+SERVER_HEADER = f"Server: totem-agent/{__version__}\r\n"
+# Closing a socket with unread input makes the kernel send a reset, which can destroy
+# the answer (a 413, a 431) before the client reads it. A connection the server closes
+# while the client may still be sending is first shut for writing, then its input read
+# and dropped until the client closes too, at most this long and this much (Go's
+# net/http and Apache linger the same way).
+LINGER_SECONDS = 1.0
+LINGER_BYTES = 1 << 20
 
 
-class AgentHTTPServer(ThreadingHTTPServer):
+class AgentHTTPServer(socketserver.ThreadingTCPServer):
     daemon_threads = True
     # Fail loudly when another process already holds the port, rather than sharing it.
     allow_reuse_address = False
@@ -65,6 +95,7 @@ class AgentHTTPServer(ThreadingHTTPServer):
         self.http_metrics = http_metrics or HttpMetrics()
         self.web = web  # the web-config file: TLS, basic auth, headers (docs/security.md)
         self.max_connections = MAX_CONNECTIONS
+        self.idle_timeout = IDLE_TIMEOUT
         self._open = 0
         self._open_lock = threading.Lock()
         self._full_logged = False
@@ -119,6 +150,11 @@ class AgentHTTPServer(ThreadingHTTPServer):
         finally:
             tls_sock.close()
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # socketserver would print to stderr; RequestHandler already deals with the
+        # client's own failures (resets, timeouts), so what arrives here is a bug.
+        log.exception("HTTP connection failed", extra={"client": str(client_address[0])})
+
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
@@ -128,19 +164,84 @@ class AgentHTTPServer(ThreadingHTTPServer):
         return f"{scheme}://{host}:{port}"
 
 
-class RequestHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = f"totem-agent/{__version__}"
-    server: AgentHTTPServer
-    # Idle keep-alive connections are closed after this long, so clients that go
-    # away without closing cannot pile up threads.
-    timeout = 60
-    # TCP_NODELAY: headers and body go out in two writes; with Nagle on, the body
-    # waits for the client's delayed ACK, and a keep-alive scrape took 44 ms instead
-    # of 0.2 ms (tests/bench/bench_node_exporter.py, docs/benchmarks.md).
-    disable_nagle_algorithm = True
+class RequestHandler(socketserver.BaseRequestHandler):
+    """One connection, its requests answered in turn. Routes get this object:
+    `command`, `path` (with its query), `headers`, `rfile` (the body, up to its
+    Content-Length) and `client_address` describe the request being answered."""
 
-    def _dispatch(self, method: str, head_only: bool = False) -> None:
+    server: AgentHTTPServer
+    request: socket.socket
+
+    def handle(self) -> None:
+        self.command = self.path = self.requestline = ""
+        self.headers = Headers()
+        self.rfile = NO_BODY
+        self.old_client = False  # HTTP/1.0 that asked for keep-alive: it is told so
+        self.linger = False  # closed while the client may still send: see LINGER_SECONDS
+        sock = self.request
+        try:
+            sock.settimeout(self.server.idle_timeout)
+            # TCP_NODELAY: with Nagle on, a response that leaves in two segments waits for
+            # the client's delayed ACK, and a keep-alive scrape took 44 ms instead of
+            # 0.2 ms (tests/bench/bench_node_exporter.py, docs/benchmarks.md).
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.reader = sock.makefile("rb")
+            try:
+                while self._serve_one():
+                    pass
+                if self.linger:
+                    self._linger()
+            finally:
+                self.reader.close()
+        except (OSError, ClientGone) as err:  # a reset, a broken pipe, a TLS alert
+            log.debug("http connection ended", extra={"client": self.client_address[0],
+                                                       "error": str(err)})
+
+    def _serve_one(self) -> bool:
+        """Read and answer one request; False when the connection is to be closed."""
+        try:
+            line = self.reader.readline(MAX_LINE + 1)
+            if line == b"\r\n" or line == b"\n":  # RFC 9112 2.2: one may precede a request
+                line = self.reader.readline(MAX_LINE + 1)
+        except TimeoutError:
+            return False  # idle between requests: closed without a word
+        if not line:
+            return False
+        self.command = self.path = ""
+        self.requestline = line.rstrip(b"\r\n").decode("latin-1")
+        try:
+            self.command, self.path, version = parse_request_line(line)
+            self.headers = headers = read_headers(self.reader)
+            length = body_length(headers)
+            expect = headers.get("Expect")
+            continue_first = False
+            if expect is not None:
+                if expect.lower() != "100-continue":
+                    raise ProtocolError(HTTPStatus.EXPECTATION_FAILED,
+                                        f"cannot meet the expectation {expect!r}")
+                continue_first = version >= (1, 1) and length > 0
+            if self.command not in METHODS:
+                raise ProtocolError(HTTPStatus.NOT_IMPLEMENTED,
+                                    f"method {self.command} is not served")
+        except ProtocolError as err:
+            self._refuse(err.status, err.message)
+            return False
+        except TimeoutError:
+            self._refuse(HTTPStatus.REQUEST_TIMEOUT, "the request did not arrive in time")
+            return False
+        self.rfile = Body(self.reader, length, self._send_continue if continue_first
+                          else None) if length else NO_BODY
+        close = not keep_alive(version, headers)
+        self.old_client = version < (1, 1)
+        if self.command == "HEAD":
+            # Routed as GET (same headers, same Content-Length), sent without the body.
+            return self._dispatch("GET", close, head_only=True)
+        return self._dispatch(self.command, close)
+
+    def _send_continue(self) -> None:
+        self.request.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def _dispatch(self, method: str, close: bool, head_only: bool = False) -> bool:
         started = time.perf_counter()
         path = self.path.split("?", 1)[0]
         handler = self.server.routes.get((method, path))
@@ -162,51 +263,85 @@ class RequestHandler(BaseHTTPRequestHandler):
         else:
             try:
                 response = handler(self)
+            except ClientGone:
+                raise  # nobody to answer
             except Exception:
                 log.exception("request failed", extra={"path": path, "method": method})
                 response = json_response(HTTPStatus.INTERNAL_SERVER_ERROR,
                                          {"error": "internal error, see the agent's log"})
-        self._send(response, head_only=head_only)
+        # A body the route did not read would be taken for the next request.
+        if self.rfile.remaining > 0:
+            close = self.linger = True
+        close = self._send(response, close, head_only)
+        self._observe(path, response.status, started)
+        return not close
+
+    def _refuse(self, status: int, message: str) -> None:
+        """Answer a request the protocol layer refused, then the connection closes."""
+        started = time.perf_counter()
+        self.linger = True
+        self._send(json_response(status, {"error": message}), True,
+                   head_only=self.command == "HEAD")
+        self._observe(self.path.split("?", 1)[0], status, started)
+
+    def _linger(self) -> None:
+        sock = self.request
+        if type(sock) is not socket.socket:
+            return  # TLS: a shutdown would end the TLS session first; closed as it is
+        sock.shutdown(socket.SHUT_WR)
+        deadline = time.monotonic() + LINGER_SECONDS
+        dropped = 0
+        while dropped < LINGER_BYTES:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            sock.settimeout(left)
+            try:
+                data = sock.recv(65536)
+            except TimeoutError:
+                return
+            if not data:
+                return
+            dropped += len(data)
+
+    def _send(self, response: Response, close: bool, head_only: bool) -> bool:
+        """Write the response in one piece; True when the connection closes after it."""
+        status = int(response.status)
+        body = response.body
+        head = (f"HTTP/1.1 {status} {reason(status)}\r\n{SERVER_HEADER}"
+                f"Date: {http_date()}\r\nContent-Type: {response.content_type}\r\n"
+                f"Content-Length: {len(body)}\r\n")
+        own = response.headers
+        web = self.server.web
+        if own or web is not None:
+            own = own or {}
+            own_names = set()
+            for name, value in own.items():
+                lower = name.lower()
+                if lower == "connection":  # written below, once
+                    close = close or value.lower() == "close"
+                    continue
+                own_names.add(lower)
+                head += f"{name}: {value}\r\n"
+            if web is not None:
+                # The web-config's headers; a route's own (the status page's CSP) win.
+                for name, value in web.headers.items():
+                    if name.lower() not in own_names:
+                        head += f"{name}: {value}\r\n"
+        if close:
+            head += "Connection: close\r\n"
+        elif self.old_client:
+            head += "Connection: keep-alive\r\n"  # an HTTP/1.0 client asked for it
+        data = (head + "\r\n").encode("latin-1")
+        self.request.sendall(data if head_only else data + body)
+        if log.isEnabledFor(logging.DEBUG):  # the access log: a scrape every 15 s is not news
+            log.debug('http "%s" %d %d', self.requestline, status, len(body),
+                      extra={"client": self.client_address[0]})
+        return close
+
+    def _observe(self, path: str, status: int, started: float) -> None:
         handler_label = path if path in self.server.paths else OTHER_HANDLER
-        self.server.http_metrics.observe(handler_label, response.status,
-                                         time.perf_counter() - started)
-
-    def _send(self, response: Response, head_only: bool = False) -> None:
-        self.send_response(response.status)
-        self.send_header("Content-Type", response.content_type)
-        self.send_header("Content-Length", str(len(response.body)))
-        own = response.headers or {}
-        for name, value in own.items():
-            self.send_header(name, value)
-        if self.server.web is not None:
-            # The web-config's headers; a route's own (the status page's CSP) win.
-            own_names = {name.lower() for name in own}
-            for name, value in self.server.web.headers.items():
-                if name.lower() not in own_names:
-                    self.send_header(name, value)
-        self.end_headers()
-        if not head_only:
-            self.wfile.write(response.body)
-
-    def do_GET(self) -> None:
-        self._dispatch("GET")
-
-    def do_HEAD(self) -> None:
-        # Routed as GET (same headers, same Content-Length), sent without the body.
-        self._dispatch("GET", head_only=True)
-
-    def do_POST(self) -> None:
-        self._dispatch("POST")
-
-    def do_PUT(self) -> None:
-        self._dispatch("PUT")
-
-    def do_DELETE(self) -> None:
-        self._dispatch("DELETE")
-
-    def log_message(self, format: str, *args: Any) -> None:
-        # Access logs at debug: a scrape every 15 s is not news.
-        log.debug("http %s", format % args, extra={"client": self.client_address[0]})
+        self.server.http_metrics.observe(handler_label, status, time.perf_counter() - started)
 
 
 def metrics_handler(exposition: Exposition) -> Handler:

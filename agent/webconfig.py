@@ -12,27 +12,31 @@ from __future__ import annotations
 
 import os
 import re
-import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+if TYPE_CHECKING:
+    import ssl
+
+# ssl is imported only when a file turns TLS on: it costs an agent without TLS about
+# 4 MB of RSS (libssl, libcrypto). So the tables below name ssl's constants.
 CLIENT_AUTH = {
-    # exporter-toolkit name: Python's verify mode
-    "": ssl.CERT_NONE, "NoClientCert": ssl.CERT_NONE,
+    # exporter-toolkit name: Python's verify mode (ssl.VerifyMode)
+    "": "CERT_NONE", "NoClientCert": "CERT_NONE",
     # Go asks for a certificate and checks nothing; Python cannot ask without
     # verifying, and an unverified certificate grants nothing: same as no certificate.
-    "RequestClientCert": ssl.CERT_NONE,
-    "VerifyClientCertIfGiven": ssl.CERT_OPTIONAL,
-    "RequireAndVerifyClientCert": ssl.CERT_REQUIRED,
+    "RequestClientCert": "CERT_NONE",
+    "VerifyClientCertIfGiven": "CERT_OPTIONAL",
+    "RequireAndVerifyClientCert": "CERT_REQUIRED",
 }
 # Go requires any certificate without verifying it; Python's ssl cannot (it verifies
 # whatever it requires), and guessing a CA would lock every scraper out.
 UNSUPPORTED_CLIENT_AUTH = ("RequireAnyClientCert", "RequireClientCert")
 
-TLS_VERSIONS = {"TLS10": ssl.TLSVersion.TLSv1, "TLS11": ssl.TLSVersion.TLSv1_1,
-                "TLS12": ssl.TLSVersion.TLSv1_2, "TLS13": ssl.TLSVersion.TLSv1_3}
+# exporter-toolkit name: ssl.TLSVersion member
+TLS_VERSIONS = {"TLS10": "TLSv1", "TLS11": "TLSv1_1", "TLS12": "TLSv1_2", "TLS13": "TLSv1_3"}
 
 # Go's crypto/tls CipherSuites() names (the only ones exporter-toolkit takes) to
 # OpenSSL's. TLS 1.3 suites are not configurable in Go either: accepted, no effect.
@@ -88,11 +92,11 @@ class WebConfigError(ValueError):
 class TLSSettings:
     cert_file: str
     key_file: str
-    verify_mode: ssl.VerifyMode = ssl.CERT_NONE
+    verify_mode: ssl.VerifyMode
+    min_version: ssl.TLSVersion
+    max_version: ssl.TLSVersion
     client_auth_type: str = "NoClientCert"
     client_ca_file: str = ""
-    min_version: ssl.TLSVersion = ssl.TLSVersion.TLSv1_2
-    max_version: ssl.TLSVersion = ssl.TLSVersion.TLSv1_3
     ciphers: tuple[str, ...] = ()
     prefer_server_ciphers: bool = True
     allowed_sans: tuple[str, ...] | None = None
@@ -189,6 +193,8 @@ def _load_tls(problems: _Problems, raw: Any, base: Path, ignored: list[str]
     auth = _str(problems, where + "client_auth_type", raw.get("client_auth_type"))
     if not (cert_file or key_file or client_ca or auth):
         return None  # exporter-toolkit: no TLS key set means plain HTTP
+    import ssl  # lazy: only agents serving TLS pay its import (see CLIENT_AUTH)
+
     if not cert_file:
         problems.add(where + "cert_file", "missing: TLS needs a certificate file")
     if not key_file:
@@ -209,7 +215,7 @@ def _load_tls(problems: _Problems, raw: Any, base: Path, ignored: list[str]
                      "NoClientCert, RequestClientCert, VerifyClientCertIfGiven, "
                      "RequireAndVerifyClientCert)")
     else:
-        verify_mode = CLIENT_AUTH[auth]
+        verify_mode = ssl.VerifyMode[CLIENT_AUTH[auth]]
     if client_ca and auth in ("", "NoClientCert", "RequestClientCert"):
         problems.add(where + "client_ca_file", "set without a client_auth_type that verifies "
                      "certificates (VerifyClientCertIfGiven or RequireAndVerifyClientCert)")
@@ -231,7 +237,7 @@ def _load_tls(problems: _Problems, raw: Any, base: Path, ignored: list[str]
             problems.add(where + key, f"unknown version {text!r} (expected one of "
                          f"{', '.join(TLS_VERSIONS)})")
             text = default
-        versions[key] = TLS_VERSIONS[text]
+        versions[key] = ssl.TLSVersion[TLS_VERSIONS[text]]
     if versions["min_version"] > versions["max_version"]:
         problems.add(where + "min_version", "is above max_version")
     ciphers: list[str] = []
@@ -374,6 +380,8 @@ def load_web_config(path: str | os.PathLike[str]) -> WebConfig:
 
 def ssl_context(config: WebConfig) -> ssl.SSLContext:
     """The server context of `config.tls`; WebConfigError naming the key otherwise."""
+    import ssl
+
     tls = config.tls
     assert tls is not None
     where = f"{config.path}: tls_server_config."
@@ -411,6 +419,8 @@ def ssl_context(config: WebConfig) -> ssl.SSLContext:
 
 
 def _ssl_reason(err: BaseException) -> str:
+    import ssl
+
     if isinstance(err, ssl.SSLError) and err.reason:
         return str(err.reason)
     if isinstance(err, OSError) and err.strerror:

@@ -14,16 +14,19 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
-import hashlib
 import ipaddress
 import logging
 import os
 import socket
-import ssl
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+# ssl and hashlib are imported where used: an agent without TLS or basic auth never
+# loads them (libssl and libcrypto are about 4 MB of RSS).
+if TYPE_CHECKING:
+    import ssl
 
 from totem_agent.webconfig import WebConfigError, load_web_config, ssl_context
 
@@ -72,6 +75,8 @@ class BasicAuth:
         hashed = self.users.get(user)
         known = hashed is not None
         hashed = hashed if hashed is not None else _DUMMY_HASH
+        import hashlib  # lazy, as bcrypt: only agents with basic_auth_users pay it
+
         key = hashlib.sha256(b"\0".join((user.encode(), hashed, password.encode()))).digest()
         with self._lock:
             cached = self._cache.get(key)
@@ -156,6 +161,8 @@ class WebSecurity:
     def handshake(self, sock: socket.socket) -> ssl.SSLSocket | None:
         """The TLS side of one accepted connection, or None (logged at debug) when the
         handshake fails or times out; then the plain socket is closed here."""
+        import ssl  # loaded already: the TLS context was built with it
+
         self.refresh()
         context = self.context
         assert context is not None

@@ -11,6 +11,9 @@ API::
                       clock=time.time)              # None = unbounded
     buf.append(timestamp_ms, [(name, {"label": "v"}, 1.0), ...]) -> int
         # samples stored; 0 when the disk is full (counted in lost_cycles{disk_full})
+    buf.append_cycle(timestamp_ms, keys, values) -> int
+        # the same, keyed by the caller: keys[i] = (name, sorted label pairs), distinct;
+        # the same keys tuple as the previous cycle skips every series lookup
     buf.register_destination("central", from_oldest=True) -> bool   # idempotent
     buf.remove_destination("central")
     batch = buf.read("central", max_samples=10_000)  # Batch | None

@@ -36,14 +36,15 @@ Layout of a chunk before zlib (all little-endian):
 from __future__ import annotations
 
 import array
+import functools
 import itertools
 import math
 import operator
 import struct
 import sys
 import zlib
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, overload
 
 CODEC = 1
 INT, DIV, MUL, RAW = 0, 1, 2, 3
@@ -51,6 +52,8 @@ SPARSE = 0x80
 MAX_EXPONENT = 9
 _HEAD = struct.Struct("<BHI")
 _COLUMN = struct.Struct("<BBBq")
+_DOUBLE = struct.Struct("<d")
+_FIRST = struct.Struct("<q")
 _TYPECODES = {1: "b", 2: "h", 4: "i", 8: "q"}
 _LIMITS = {1: 2**7 - 1, 2: 2**15 - 1, 4: 2**31 - 1, 8: 2**63 - 1}
 # |m| stays below this so that every difference fits in an int64.
@@ -65,6 +68,8 @@ class CodecError(ValueError):
 # A column of one chunk: the indexes of the cycles it is present in (None when
 # present in all of them) and its values, one per present cycle.
 Column = tuple[list[int] | None, list[float]]
+# The same with the values as little-endian float64 bytes (`decode_chunk_packed`).
+PackedColumn = tuple[list[int] | None, bytes]
 
 
 def to_le(arr: array.array[Any]) -> bytes:
@@ -105,11 +110,19 @@ def encode_cycle(values: Sequence[float]) -> bytes:
     return zlib.compress(to_le(array.array("d", values)), 1)
 
 
-def decode_cycle(blob: bytes) -> list[float]:
+def decode_cycle_packed(blob: bytes) -> bytes:
+    """The cycle's values as little-endian float64 bytes (see `PackedValues`)."""
     try:
-        return from_le("d", zlib.decompress(blob)).tolist()
-    except (zlib.error, ValueError) as exc:
+        raw = zlib.decompress(blob)
+    except zlib.error as exc:
         raise CodecError(f"undecodable cycle row: {exc}") from exc
+    if len(raw) % 8:
+        raise CodecError(f"undecodable cycle row: {len(raw)} bytes of float64")
+    return raw
+
+
+def decode_cycle(blob: bytes) -> list[float]:
+    return unpack_values(decode_cycle_packed(blob))
 
 
 # -- a chunk of cycles ---------------------------------------------------------
@@ -133,25 +146,32 @@ def _one(method: int, exponent: int, m: int) -> float:
     return m * 10.0**-exponent
 
 
-def _as_decimal(values: list[float]) -> tuple[int, int, list[int]] | None:
-    """(method, exponent, integers) that rebuild `values` bit for bit, or None."""
+def _as_decimal(values: list[float], native: bytes) -> tuple[int, int, list[int]] | None:
+    """(method, exponent, integers) that rebuild `values` bit for bit, or None.
+
+    `native` is `values` as float64 in the host's byte order (what is compared).
+    """
     if not all(map(math.isfinite, values)):
         return None
     biggest = max(map(abs, values))
-    original = array.array("d", values).tobytes()
+    # A few values rule out most candidates before the whole column is converted
+    # (the first alone did not: a column starting at 0 passed every exponent).
+    probes = [values[0], values[len(values) // 2], values[-1]]
     for exponent in range(MAX_EXPONENT + 1):
         scale = 10**exponent
         if biggest * scale >= _MAX_INT:
             return None
-        first = round(values[0] * scale)
+        # map over C functions: the same `round(v * scale)` without a Python loop
+        # (float(scale) is exact, so `v * scale` and `v * float(scale)` are one product).
+        scaled = float(scale).__rmul__
+        probe_ints = list(map(round, map(scaled, probes)))
         ints: list[int] | None = None
         for method in ((INT,) if exponent == 0 else (DIV, MUL)):
-            # The first value alone rules out most candidates before any list is built.
-            if _rebuild(method, exponent, [first]) != values[:1]:
+            if _rebuild(method, exponent, probe_ints) != probes:
                 continue
             if ints is None:
-                ints = [round(v * scale) for v in values]
-            if array.array("d", _rebuild(method, exponent, ints)).tobytes() == original:
+                ints = list(map(round, map(scaled, values)))
+            if array.array("d", _rebuild(method, exponent, ints)).tobytes() == native:
                 return method, exponent, ints
     return None
 
@@ -176,6 +196,7 @@ def encode_chunk(columns: Sequence[Column], cycles: int, level: int = 6) -> byte
     bitmaps = bytearray()
     streams: dict[int, list[int]] = {1: [], 2: [], 4: [], 8: []}
     xors: list[int] = []
+    constants: dict[bytes, tuple[int, int, list[int]] | None] = {}
     for present, values in columns:
         if not values:
             raise ValueError("a column needs at least one value")
@@ -188,7 +209,20 @@ def encode_chunk(columns: Sequence[Column], cycles: int, level: int = 6) -> byte
             for index in present:
                 bits[index >> 3] |= 1 << (index & 7)
             bitmaps += bits
-        decimal = _as_decimal(values)
+        native = array.array("d", values).tobytes()
+        head = native[:8]
+        if native == head * len(values):
+            # A constant (most of a kiosk's columns: sizes, limits, info series) is
+            # decided on its one value, once per distinct value in the chunk; its
+            # differences are all 0: width 0, nothing in the streams.
+            if head not in constants:
+                constants[head] = _as_decimal(values[:1], head)
+            decimal = constants[head]
+            if decimal is not None:
+                table += _COLUMN.pack(decimal[0] | flag, decimal[1], 0, decimal[2][0])
+                continue
+        else:
+            decimal = _as_decimal(values, native)
         if decimal is None:
             words = from_le("q", to_le(array.array("d", values))).tolist()
             table += _COLUMN.pack(RAW | flag, 0, 8, words[0])
@@ -209,6 +243,14 @@ def encode_chunk(columns: Sequence[Column], cycles: int, level: int = 6) -> byte
 
 def decode_chunk(blob: bytes) -> tuple[int, list[Column]]:
     """(cycles, columns) of a chunk written by `encode_chunk`."""
+    cycles, columns = decode_chunk_packed(blob)
+    return cycles, [(present, unpack_values(raw)) for present, raw in columns]
+
+
+def decode_chunk_packed(blob: bytes) -> tuple[int, list[PackedColumn]]:
+    """`decode_chunk` with each column's values as little-endian float64 bytes: the
+    values are rebuilt straight into `struct.pack`, no list of floats kept (the
+    form the buffer caches and remote_write sends)."""
     try:
         data = zlib.decompress(blob)
         codec, cycles, ncols = _HEAD.unpack_from(data, 0)
@@ -220,64 +262,188 @@ def decode_chunk(blob: bytes) -> tuple[int, list[Column]]:
     end = offset + ncols * _COLUMN.size
     if len(data) < end or cycles == 0:
         raise CodecError("chunk is shorter than its column table")
-    table = list(_COLUMN.iter_unpack(data[offset:end]))
-    offset = end
-    bitmap_size = (cycles + 7) // 8
-    presents: list[list[int] | None] = []
-    needed = {1: 0, 2: 0, 4: 0, 8: 0}
+    table_bytes = data[offset:end]
+    table = list(_COLUMN.iter_unpack(table_bytes))
+    # The flags and widths of all columns as bytes (strided slices): counted at C speed.
+    all_flags = table_bytes[0::_COLUMN.size]
+    offset, presents = _presences(data, end, table, cycles, all_flags.isascii())
+    needed = {1: 0, 2: 0, 4: 0, 8: 0}  # values in each stream of differences
     xor_count = 0
-    for flags, _exponent, width, _first in table:
-        if flags & SPARSE:
-            bits = data[offset:offset + bitmap_size]
-            offset += bitmap_size
-            if len(bits) != bitmap_size:
-                raise CodecError("chunk is shorter than its presence bitmaps")
-            indexes = [i for i in range(cycles) if bits[i >> 3] >> (i & 7) & 1]
-            if not indexes:
-                raise CodecError("a sparse column present in no cycle")
-            presents.append(indexes)
-            count = len(indexes)
-        else:
-            presents.append(None)
-            count = cycles
-        if flags & ~SPARSE == RAW:
-            xor_count += count - 1
-        elif width:
-            needed[width] += count - 1
-    streams: dict[int, list[int]] = {}
+    if presents is None:  # every column in every cycle: count the kinds, not the columns
+        # A RAW column's width (8) is not a stream's: mark it out of the counted ones.
+        widths = bytes(map(operator.or_, table_bytes[2::_COLUMN.size],
+                           all_flags.translate(_RAW_MARK)))
+        xor_count = all_flags.count(RAW) * (cycles - 1)
+        for width in needed:
+            needed[width] = widths.count(width) * (cycles - 1)
+    else:
+        for (flags, _exponent, width, _first), present in zip(table, presents, strict=True):
+            count = cycles if present is None else len(present)
+            if flags & ~SPARSE == RAW:
+                xor_count += count - 1
+            elif width in needed:
+                needed[width] += count - 1
+    streams: dict[int, Iterator[int]] = {}
     for width in (1, 2, 4, 8):
         size = needed[width] * width
         raw = _unshuffle(data[offset:offset + size], width)
         if len(raw) != size:
             raise CodecError("chunk is shorter than its column table says")
-        streams[width] = from_le(_TYPECODES[width], raw).tolist()
+        streams[width] = iter(from_le(_TYPECODES[width], raw))
         offset += size
     if offset + xor_count * 8 != len(data):
         raise CodecError("chunk streams do not match its column table")
-    xor_stream = from_le("q", _unshuffle(data[offset:], 8)).tolist()
-    if len(xor_stream) != xor_count:
-        raise CodecError("chunk streams do not match its column table")
-    positions = {1: 0, 2: 0, 4: 0, 8: 0}
+    xors = _unshuffle(data[offset:], 8)  # little-endian words, whatever the host
     xor_pos = 0
-    columns: list[Column] = []
-    for (flags, exponent, width, first), present in zip(table, presents, strict=True):
-        count = cycles if present is None else len(present)
+    # A column whose first integer is below its width's limit keeps every integer
+    # within 2**53 (the first plus 65,534 differences at most): each is then exact as
+    # a float, so adding them as floats gives float(m) bit for bit, and `m / 10**e`
+    # and `m * 10.0**-e` are the same operations on the same numbers. Floats add
+    # faster than Python ints and `struct.pack` takes them faster; beyond the limit
+    # (or 8-byte differences) the integers stay ints.
+    exact = {1: _FLOAT_EXACT - (cycles - 1) * 2**7, 2: _FLOAT_EXACT - (cycles - 1) * 2**15,
+             4: _FLOAT_EXACT - (cycles - 1) * 2**31, 8: -1}
+    accumulate, islice, repeat = itertools.accumulate, itertools.islice, itertools.repeat
+    truediv, mul = operator.truediv, operator.mul
+    columns: list[PackedColumn] = []
+    constants: dict[tuple[int, int, int, int], bytes] = {}
+    count = cycles
+    pack_d = _packer("d", cycles).pack
+    present = None
+    for index, (flags, exponent, width, first) in enumerate(table):
+        if presents is not None:
+            present = presents[index]
+            count = cycles if present is None else len(present)
+            pack_d = _packer("d", count).pack
         method = flags & ~SPARSE
         if method == RAW:
-            words = list(itertools.accumulate(xor_stream[xor_pos:xor_pos + count - 1],
-                                              operator.xor, initial=first))
-            xor_pos += count - 1
-            values = from_le("d", to_le(array.array("q", words))).tolist()
-        elif method in (INT, DIV, MUL):
-            if width == 0:  # a constant: one float object, repeated
-                values = [_one(method, exponent, first)] * count
-            else:
-                pos = positions[width]
-                deltas = streams[width][pos:pos + count - 1]
-                positions[width] = pos + count - 1
-                values = _rebuild(method, exponent,
-                                  itertools.accumulate(deltas, initial=first))
-        else:
+            end = xor_pos + 8 * (count - 1)
+            raw = _xor_scan(_FIRST.pack(first) + xors[xor_pos:end], count)
+            xor_pos = end
+        elif method > RAW:
             raise CodecError(f"unknown column method {method}")
-        columns.append((present, values))
+        elif not width:  # a constant: one value, repeated (the same few across columns)
+            key = (method, exponent, first, count)
+            known = constants.get(key)
+            if known is None:
+                known = constants[key] = _DOUBLE.pack(_one(method, exponent, first)) * count
+            raw = known
+        else:
+            stream = streams.get(width)
+            if stream is None:
+                raise CodecError(f"unknown column width {width}")
+            limit = exact[width]
+            if -limit < first < limit and exponent <= _FLOAT_POW10_MAX:
+                ints = accumulate(islice(stream, count - 1), initial=float(first))
+                scale: int | float = _FLOAT_POW10[exponent]
+            else:
+                ints = accumulate(islice(stream, count - 1), initial=first)
+                scale = 10**exponent
+            # struct.pack makes of an int the float that float() gives.
+            if method == INT:
+                raw = pack_d(*ints)
+            elif method == DIV:
+                raw = pack_d(*map(truediv, ints, repeat(scale)))
+            else:
+                raw = pack_d(*map(mul, ints, repeat(10.0**-exponent)))
+        columns.append((present, raw))
     return cycles, columns
+
+
+def _presences(data: bytes, offset: int, table: list[tuple[int, int, int, int]],
+               cycles: int, dense: bool) -> tuple[int, list[list[int] | None] | None]:
+    """(offset past the presence bitmaps, each column's cycle indexes or None when in
+    every cycle); None for all of them when no column is sparse (`dense`, the usual)."""
+    if dense:
+        return offset, None
+    bitmap_size = (cycles + 7) // 8
+    presents: list[list[int] | None] = []
+    for flags, _exponent, _width, _first in table:
+        if not flags & SPARSE:
+            presents.append(None)
+            continue
+        bits = data[offset:offset + bitmap_size]
+        offset += bitmap_size
+        if len(bits) != bitmap_size:
+            raise CodecError("chunk is shorter than its presence bitmaps")
+        indexes = [i for i in range(cycles) if bits[i >> 3] >> (i & 7) & 1]
+        if not indexes:
+            raise CodecError("a sparse column present in no cycle")
+        presents.append(indexes)
+    return offset, presents
+
+
+# Flags (all below SPARSE) -> 0x40 for a RAW column, 0 otherwise.
+_RAW_MARK = bytes(0x40 if flags == RAW else 0 for flags in range(256))
+_FLOAT_EXACT = 2**53  # every integer up to this is a float exactly
+# 10**e as a float: exact up to 10**22, and `x / 10**e` is then `x / float(10**e)`.
+_FLOAT_POW10_MAX = 22
+_FLOAT_POW10 = tuple(float(10**e) for e in range(_FLOAT_POW10_MAX + 1))
+
+
+def _xor_scan(words: bytes, count: int) -> bytes:
+    """Each of `count` little-endian 64-bit words XOR-ed with all those before it: on
+    one Python int, a doubling shift at a time (log2(count) steps, not one per word)."""
+    scan = int.from_bytes(words, "little")
+    shift = 64
+    while shift < 64 * count:
+        scan ^= scan << shift
+        shift <<= 1
+    return (scan & ((1 << 64 * count) - 1)).to_bytes(8 * count, "little")
+
+
+@functools.lru_cache(maxsize=64)
+def _packer(typecode: str, count: int) -> struct.Struct:
+    return struct.Struct(f"<{count}{typecode}")
+
+
+# -- values as float64 bytes ---------------------------------------------------------
+
+def unpack_values(raw: bytes) -> list[float]:
+    """The floats of little-endian float64 bytes."""
+    return from_le("d", raw).tolist()
+
+
+class PackedValues(Sequence[float]):
+    """A series' values kept as little-endian float64 bytes (`raw`), as the buffer
+    decodes them: the remote_write encoder copies them into its request without
+    making a Python float of each. Reads as a sequence of floats (each access
+    unpacks); compares equal to the list of the same floats."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: bytes) -> None:
+        if len(raw) % 8:
+            raise ValueError(f"{len(raw)} bytes are not a whole number of float64")
+        self.raw = raw
+
+    def __len__(self) -> int:
+        return len(self.raw) >> 3
+
+    @overload
+    def __getitem__(self, index: int) -> float: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[float]: ...
+
+    def __getitem__(self, index: int | slice) -> float | list[float]:
+        if isinstance(index, slice):
+            return self.tolist()[index]
+        position = range(len(self))[index]  # IndexError and negative indexes as a list's
+        value: float = _DOUBLE.unpack_from(self.raw, 8 * position)[0]
+        return value
+
+    def tolist(self) -> list[float]:
+        return unpack_values(self.raw)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, PackedValues):
+            return self.raw == other.raw
+        if isinstance(other, list):
+            return self.tolist() == other
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # like a list: mutable neighbours compare equal
+
+    def __repr__(self) -> str:
+        return f"PackedValues({self.tolist()!r})"

@@ -8,7 +8,6 @@ not settled it.
 
 from __future__ import annotations
 
-import array
 import sqlite3
 from collections.abc import Sequence
 
@@ -59,9 +58,9 @@ def fetch_rows(conn: sqlite3.Connection, where: str = "1",
 
 
 def used_bytes(conn: sqlite3.Connection) -> int:
-    pages = conn.execute("PRAGMA page_count").fetchone()[0]
-    free = conn.execute("PRAGMA freelist_count").fetchone()[0]
-    size = conn.execute("PRAGMA page_size").fetchone()[0]
+    # One statement, not three PRAGMAs: this runs after every append.
+    pages, free, size = conn.execute("SELECT * FROM pragma_page_count(), "
+                                     "pragma_freelist_count(), pragma_page_size()").fetchone()
     return int((pages - free) * size)
 
 
@@ -151,8 +150,8 @@ def _oldest_with_sizes(conn: sqlite3.Connection) -> list[tuple[LogRow, int]]:
 
 
 def free_pages_to_release(conn: sqlite3.Connection) -> bool:
-    free = conn.execute("PRAGMA freelist_count").fetchone()[0]
-    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    free, pages = conn.execute("SELECT * FROM pragma_freelist_count(), "
+                               "pragma_page_count()").fetchone()
     return bool(free >= VACUUM_MIN_FREE_PAGES and free * 4 >= pages)
 
 
@@ -182,9 +181,13 @@ def seal(conn: sqlite3.Connection, catalog: Catalog, chunk_cycles: int, level: i
         raise AssertionError(f"buffer log cycles {cycles[0].first_seq}..{cycles[-1].last_seq} "
                              "are not contiguous")
     catalog.load(conn, {c.layout_id for c in cycles}, series=False)
-    values = [codec.decode_cycle(r[-1]) for r in rows]
+    packed = [codec.decode_cycle_packed(r[-1]) for r in rows]
     layouts = [catalog.layouts[c.layout_id] for c in cycles]
-    union, columns = _columns(layouts, values)
+    for layout, raw in zip(layouts, packed, strict=True):
+        if len(raw) != 8 * len(layout):
+            raise codec.CodecError(f"a cycle row of {len(layout)} series holds "
+                                   f"{len(raw) // 8} values")
+    union, columns = _columns(layouts, packed)
     blob = codec.encode_chunk(columns, len(cycles), level)
     times = [c.first_ts for c in cycles]
     counts = [c.samples for c in cycles]
@@ -197,18 +200,18 @@ def seal(conn: sqlite3.Connection, catalog: Catalog, chunk_cycles: int, level: i
 
 
 def _columns(layouts: list[list[int]],
-             values: list[list[float]]) -> tuple[list[int], list[codec.Column]]:
+             packed: list[bytes]) -> tuple[list[int], list[codec.Column]]:
+    """The chunk's series and their columns, from each cycle's float64 bytes."""
     first = layouts[0]
     if all(layout is first or layout == first for layout in layouts):
-        # The usual case: the same series in every cycle; slicing does the transpose.
-        flat = array.array("d")
-        for row in values:
-            flat.extend(row)
+        # The usual case: the same series in every cycle; slicing does the transpose
+        # (of the bytes joined once: no list of floats per cycle in between).
+        flat = codec.from_le("d", b"".join(packed))
         n = len(first)
         return first, [(None, flat[j::n].tolist()) for j in range(n)]
     union: dict[int, tuple[list[int], list[float]]] = {}
-    for index, (layout, row) in enumerate(zip(layouts, values, strict=True)):
-        for sid, value in zip(layout, row, strict=True):
+    for index, (layout, raw) in enumerate(zip(layouts, packed, strict=True)):
+        for sid, value in zip(layout, codec.unpack_values(raw), strict=True):
             column = union.setdefault(sid, ([], []))
             column[0].append(index)
             column[1].append(value)

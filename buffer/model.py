@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 Labels = tuple[tuple[str, str], ...]
@@ -24,13 +25,14 @@ class StaleBatchError(ValueError):
 class SeriesSamples:
     """One series' samples within a batch, oldest first.
 
-    `labels` are sorted by name and do not include `__name__`.
+    `labels` are sorted by name and do not include `__name__`. `values` is a list,
+    or a `codec.PackedValues` (float64 bytes) from `Buffer.read(..., packed=True)`.
     """
 
     name: str
     labels: Labels
     timestamps: list[int]
-    values: list[float]
+    values: Sequence[float]
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,9 @@ class Batch:
     back as it is. `cycle_samples[i]` is the sample count of cycle
     `after_seq + 1 + i` (the buffer needs it if eviction took part of the batch
     while it was in flight).
+
+    Read with `packed=True`, a batch whose series all have a value in every cycle
+    (the usual one) comes as `columns` instead, `series` empty.
     """
 
     destination: str
@@ -51,6 +56,22 @@ class Batch:
     last_ts: int
     cycle_samples: tuple[int, ...]
     series: tuple[SeriesSamples, ...]
+    columns: PackedColumns | None = None
+
+
+@dataclass(frozen=True)
+class PackedColumns:
+    """The series of a batch, each with a value in every cycle, as the remote_write
+    encoder takes them fastest: no object per series or per sample.
+
+    `keys[i]` is series i's (name, labels), `values[i]` its values as little-endian
+    float64 bytes, one per timestamp. `keys` is the same list object in every batch
+    of the same series (a consumer may cache by it); nothing here may be mutated.
+    """
+
+    keys: list[tuple[str, Labels]]
+    timestamps: list[int]
+    values: list[bytes]
 
 
 @dataclass(frozen=True)

@@ -8,17 +8,25 @@ from __future__ import annotations
 
 import array
 import bisect
-import hashlib
 import itertools
 import json
+import operator
 import sqlite3
 import zlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from totem_agent.buffer import codec
-from totem_agent.buffer.model import Labels, SeriesSamples
+from totem_agent.buffer.model import Labels, PackedColumns, SeriesSamples
+
+try:
+    # CPython's BLAKE2, the very class hashlib.blake2b is (hashlib never takes BLAKE2
+    # from OpenSSL), so the digests are identical. `import hashlib` would also load
+    # _hashlib and with it OpenSSL's libcrypto (~3.6 MB of RSS) for nothing here.
+    from _blake2 import blake2b
+except ImportError:  # an interpreter built without _blake2
+    from hashlib import blake2b
 
 CYCLE, CHUNK = 0, 1
 
@@ -69,7 +77,7 @@ def encode_layout(series_ids: Sequence[int]) -> tuple[bytes, bytes]:
     """(digest, blob) of an ordered list of series ids."""
     raw = int_array("q", series_ids)
     deltas = int_array("q", [series_ids[0], *map(int.__sub__, series_ids[1:], series_ids)])
-    return hashlib.blake2b(raw, digest_size=16).digest(), zlib.compress(deltas, 6)
+    return blake2b(raw, digest_size=16).digest(), zlib.compress(deltas, 6)
 
 
 def decode_layout(blob: bytes) -> list[int]:
@@ -90,6 +98,14 @@ class Catalog:
     def __init__(self) -> None:
         self.layouts: dict[int, list[int]] = {}
         self.series: dict[int, tuple[str, Labels]] = {}
+        self._keys: dict[int, list[tuple[str, Labels]]] = {}
+
+    def keys(self, layout_id: int) -> list[tuple[str, Labels]]:
+        """(name, labels) of each series of a loaded layout: one list per layout, kept."""
+        keys = self._keys.get(layout_id)
+        if keys is None:
+            keys = self._keys[layout_id] = [self.series[sid] for sid in self.layouts[layout_id]]
+        return keys
 
     def load(self, conn: sqlite3.Connection, layout_ids: Iterable[int],
              series: bool = True) -> None:
@@ -119,10 +135,19 @@ class Catalog:
             raise LookupError(f"buffer layouts refer to missing series {lost}")
 
 
-def decode_columns(kind: int, data: bytes) -> list[codec.Column]:
+def decode_columns(kind: int, data: bytes) -> list[codec.PackedColumn]:
+    """The row's columns, values as little-endian float64 bytes (what `Assembler` takes)."""
     if kind == CYCLE:
-        return [(None, [value]) for value in codec.decode_cycle(data)]
-    return codec.decode_chunk(data)[1]
+        raw = codec.decode_cycle_packed(data)
+        return [(None, raw[i:i + 8]) for i in range(0, len(raw), 8)]
+    return codec.decode_chunk_packed(data)[1]
+
+
+_PRESENT = operator.itemgetter(0)  # of a column: its presence (None: in every cycle)
+
+# Cycles of a row taken by a batch: (layout, columns, timestamps of the cycles taken,
+# first and end cycle index).
+_Part = tuple[list[int], Sequence[codec.PackedColumn], list[int], int, int]
 
 
 class Assembler:
@@ -132,14 +157,18 @@ class Assembler:
     timestamps list itself, shared with the other such series: consumers must not
     mutate a `SeriesSamples`' lists (the remote_write encoder recognises the shared
     list and encodes its timestamps once per request).
+
+    Columns come as float64 bytes and are cut as bytes (8 per value); `result`
+    makes lists of floats of them, or with `packed` hands the bytes out as
+    `codec.PackedValues` (no float object per sample: the drain's path).
     """
 
     def __init__(self, catalog: Catalog) -> None:
         self._catalog = catalog
-        # (layout, columns, timestamps of the cycles taken, first and end cycle index)
-        self._parts: list[tuple[list[int], Sequence[codec.Column], list[int], int, int]] = []
+        self._parts: list[_Part] = []
+        self._layout_ids: list[int] = []
 
-    def add(self, row: LogRow, columns: Sequence[codec.Column], lo: int, hi: int) -> None:
+    def add(self, row: LogRow, columns: Sequence[codec.PackedColumn], lo: int, hi: int) -> None:
         """Add cycles with lo <= seq <= hi of a decoded row."""
         a = max(lo, row.first_seq) - row.first_seq
         b = min(hi, row.last_seq) - row.first_seq + 1
@@ -150,52 +179,81 @@ class Assembler:
             raise codec.CodecError(f"log row {row.first_seq}: {len(columns)} columns for "
                                    f"a layout of {len(layout)} series")
         self._parts.append((layout, columns, row.timestamps()[a:b], a, b))
+        self._layout_ids.append(row.layout_id)
 
-    def result(self) -> tuple[SeriesSamples, ...]:
+    def columns(self) -> PackedColumns | None:
+        """The cycles gathered as `PackedColumns`, if every part has the same series,
+        each in every cycle (the usual batch); else None."""
+        parts = self._parts
+        # map over a C function: a drain's batch has a thousand columns or so.
+        if not parts or any(part[0] is not parts[0][0] for part in parts) or any(
+                any(map(_PRESENT, part[1])) for part in parts):
+            return None
+        keys = self._catalog.keys(self._layout_ids[0])
+        if len(parts) == 1:
+            _, columns, times, a, b = parts[0]
+            a, b = 8 * a, 8 * b
+            return PackedColumns(keys, times, [raw[a:b] for _, raw in columns])
+        times = [t for part in parts for t in part[2]]
+        if len(parts) == 2:  # a batch across two chunks: the usual case while draining
+            (_, one, _, a1, b1), (_, two, _, a2, b2) = parts
+            a1, b1, a2, b2 = 8 * a1, 8 * b1, 8 * a2, 8 * b2
+            return PackedColumns(keys, times, [r1[a1:b1] + r2[a2:b2]
+                                               for (_, r1), (_, r2) in zip(one, two, strict=True)])
+        return PackedColumns(keys, times, [
+            b"".join([columns[i][1][8 * a:8 * b] for _, columns, _, a, b in parts])
+            for i in range(len(keys))])
+
+    def result(self, packed: bool = False) -> tuple[SeriesSamples, ...]:
+        wrap: Callable[[bytes], Sequence[float]] = (
+            codec.PackedValues if packed else codec.unpack_values)
         parts = self._parts
         if parts and all(part[0] is parts[0][0] for part in parts) and not any(
-                present for part in parts for present, _ in part[1]):
-            return self._dense(parts)
+                any(map(_PRESENT, part[1])) for part in parts):
+            return self._dense(parts, wrap)
         times = parts[0][2] if len(parts) == 1 else [t for part in parts for t in part[2]]
-        # sid -> [timestamps, values]; timestamps None while the series has every
-        # cycle so far (its timestamps are then times[:len(values)]).
+        # sid -> [timestamps, pieces of values (bytes), count]; timestamps None while
+        # the series has every cycle so far (its timestamps are then times[:count]).
         gathered: dict[int, list[Any]] = {}
         offset = 0
         for layout, columns, part_times, a, b in parts:
-            for sid, (present, values) in zip(layout, columns, strict=True):
+            for sid, (present, raw) in zip(layout, columns, strict=True):
                 acc = gathered.get(sid)
                 if present is None:
+                    piece = raw[8 * a:8 * b]
                     if acc is None and offset == 0:
-                        gathered[sid] = [None, values[a:b]]
+                        gathered[sid] = [None, [piece], b - a]
                         continue
-                    if acc is not None and acc[0] is None and len(acc[1]) == offset:
-                        acc[1] += values[a:b]
+                    if acc is not None and acc[0] is None and acc[2] == offset:
+                        acc[1].append(piece)
+                        acc[2] += b - a
                         continue
-                    ts, vs = part_times, values[a:b]
+                    ts = part_times
                 else:
                     i, j = bisect.bisect_left(present, a), bisect.bisect_left(present, b)
                     if i == j:
                         continue
-                    ts, vs = [part_times[k - a] for k in present[i:j]], values[i:j]
+                    ts, piece = [part_times[k - a] for k in present[i:j]], raw[8 * i:8 * j]
                 if acc is None:
-                    gathered[sid] = [list(ts), vs]
+                    gathered[sid] = [list(ts), [piece], len(ts)]
                     continue
                 if acc[0] is None:
-                    acc[0] = times[:len(acc[1])]
+                    acc[0] = times[:acc[2]]
                 acc[0] += ts
-                acc[1] += vs
+                acc[1].append(piece)
+                acc[2] += len(ts)
             offset += b - a
         names = self._catalog.series
         total = len(times)
         out = []
-        for sid, (ts, vs) in gathered.items():
+        for sid, (ts, pieces, count) in gathered.items():
             if ts is None:
-                ts = times if len(vs) == total else times[:len(vs)]
+                ts = times if count == total else times[:count]
             name, labels = names[sid]
-            out.append(SeriesSamples(name, labels, ts, vs))
+            out.append(SeriesSamples(name, labels, ts, wrap(b"".join(pieces))))
         return tuple(out)
 
-    def _dense(self, parts: list[tuple[list[int], Sequence[codec.Column], list[int], int, int]]
+    def _dense(self, parts: list[_Part], wrap: Callable[[bytes], Sequence[float]]
                ) -> tuple[SeriesSamples, ...]:
         """`result` when every part has the same series, each in every cycle (the usual
         batch): no bookkeeping per series, one shared timestamps list."""
@@ -203,17 +261,17 @@ class Assembler:
         layout = parts[0][0]
         if len(parts) == 1:
             _, columns, times, a, b = parts[0]
-            return tuple([SeriesSamples(*names[sid], times, values[a:b])
-                          for sid, (_, values) in zip(layout, columns, strict=True)])
+            a, b = 8 * a, 8 * b
+            return tuple([SeriesSamples(*names[sid], times, wrap(raw[a:b]))
+                          for sid, (_, raw) in zip(layout, columns, strict=True)])
         times = [t for part in parts for t in part[2]]
         if len(parts) == 2:  # a batch across two chunks: the usual case while draining
             (_, one, _, a1, b1), (_, two, _, a2, b2) = parts
-            return tuple([SeriesSamples(*names[sid], times, v1[a1:b1] + v2[a2:b2])
-                          for sid, (_, v1), (_, v2) in zip(layout, one, two, strict=True)])
+            a1, b1, a2, b2 = 8 * a1, 8 * b1, 8 * a2, 8 * b2
+            return tuple([SeriesSamples(*names[sid], times, wrap(r1[a1:b1] + r2[a2:b2]))
+                          for sid, (_, r1), (_, r2) in zip(layout, one, two, strict=True)])
         out = []
         for i, sid in enumerate(layout):
-            values = []
-            for _, columns, _, a, b in parts:
-                values += columns[i][1][a:b]
-            out.append(SeriesSamples(*names[sid], times, values))
+            raw = b"".join([columns[i][1][8 * a:8 * b] for _, columns, _, a, b in parts])
+            out.append(SeriesSamples(*names[sid], times, wrap(raw)))
         return tuple(out)

@@ -13,7 +13,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,6 @@ from totem_agent.buffer.rows import (
     labels_key,
 )
 from totem_agent.buffer.schema import open_database
-from totem_agent.buffer.stats import read_stats
 from totem_agent.buffer.writer import Writer, transaction
 
 DEFAULT_CHUNK_CYCLES = 60
@@ -57,7 +56,7 @@ class Buffer:
         self._clock = clock
         self._lock = threading.RLock()
         self._catalog = Catalog()
-        self._decoded: dict[tuple[int, int], list[codec.Column]] = {}
+        self._decoded: dict[tuple[int, int], list[codec.PackedColumn]] = {}
         self._writer = Writer(conn, path, self._catalog, clock=clock, chunk_cycles=chunk_cycles,
                               max_size_bytes=max_size_bytes, max_age_seconds=max_age_seconds)
 
@@ -107,10 +106,22 @@ class Buffer:
         cycle: dict[tuple[str, Labels], float] = {}
         for name, labels, value in samples:
             cycle[(name, labels_key(labels))] = float(value)
-        if not cycle:
+        return self.append_cycle(timestamp_ms, tuple(cycle), list(cycle.values()))
+
+    def append_cycle(self, timestamp_ms: int, keys: Sequence[tuple[str, Labels]],
+                     values: Sequence[float]) -> int:
+        """`append` for a caller that keys its samples itself: `keys[i]` is
+        (name, labels sorted by name, as `SeriesSamples.labels`), distinct
+        (ValueError otherwise), and `values[i]` its float value.
+
+        Handing back the same `keys` tuple as the previous cycle (when the series
+        did not change) spares the buffer looking up any of them.
+        """
+        self._writable()
+        if not keys:
             return 0
         with self._lock:
-            return self._writer.append(int(timestamp_ms), cycle)
+            return self._writer.append(int(timestamp_ms), keys, values)
 
     @property
     def maintenance_failures(self) -> int:
@@ -177,7 +188,7 @@ class Buffer:
     # -- read and settle --------------------------------------------------------
 
     def read(self, destination: str, max_samples: int, after_seq: int | None = None,
-             until_seq: int | None = None) -> Batch | None:
+             until_seq: int | None = None, *, packed: bool = False) -> Batch | None:
         """The next whole cycles after the destination's cursor, up to `max_samples`.
 
         Always at least one cycle (so one cycle larger than `max_samples` still
@@ -188,6 +199,10 @@ class Buffer:
         requests in flight): the cycles after `after_seq`, or after the cursor if
         that is further (eviction moved it). Such batches settle in order.
         `until_seq` stops at that cycle (to read a batch again).
+        `packed` gives the batch as `Batch.columns` (float64 bytes, no object per
+        series or sample) when its series have a value in every cycle, else each
+        series' values as `codec.PackedValues`: what the remote_write encoder
+        copies fastest.
         """
         with self._lock:
             conn = self._conn
@@ -213,8 +228,10 @@ class Buffer:
             assembler.add(logrow, self._decode(logrow, data), cursor + 1, last)
             times += logrow.timestamps()[max(cursor + 1 - logrow.first_seq, 0):
                                          last - logrow.first_seq + 1]
+        columns = assembler.columns() if packed else None
         return Batch(destination, cursor, last, sum(counts), min(times), max(times),
-                     tuple(counts), assembler.result())
+                     tuple(counts), assembler.result(packed) if columns is None else (),
+                     columns)
 
     def _pick(self, cursor: int, max_samples: int, until_seq: int | None = None
               ) -> tuple[list[tuple[LogRow, bytes]], list[int]]:
@@ -244,7 +261,7 @@ class Buffer:
             rows.close()
         return picked, counts
 
-    def _decode(self, row: LogRow, data: bytes) -> list[codec.Column]:
+    def _decode(self, row: LogRow, data: bytes) -> list[codec.PackedColumn]:
         # A shipper reads a chunk in several batches: decode it once. Chunks never
         # change and sequence numbers are never reused, so the key is enough.
         key = (row.first_seq, row.last_seq)
@@ -317,13 +334,10 @@ class Buffer:
     # -- inspection -------------------------------------------------------------
 
     def stats(self) -> BufferStats:
+        """Read in one snapshot; after an append of this buffer's only, without
+        querying the counts again (buffer/stats.py, StatsCache)."""
         with self._lock:
-            self._conn.execute("BEGIN")
-            try:
-                return read_stats(self._conn, self.path, self._writer.unsaved_cycles,
-                                  self._writer.unsaved_samples, self.maintenance_failures)
-            finally:
-                self._conn.execute("COMMIT")
+            return self._writer.stats()
 
     def scan(self, since_ms: int | None = None,
              until_ms: int | None = None) -> Iterator[tuple[SeriesSamples, ...]]:

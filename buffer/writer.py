@@ -5,6 +5,12 @@ Holds what only the appending process needs: caches of series and layout ids
 garbage cannot make them lie), the disk-full accounting, and the maintenance
 steps that run after each append (seal, evict, collect garbage, release pages).
 The caller (`Buffer`) holds its lock around every call.
+
+A cycle is its series keys, in order and distinct, and their values. Cycle
+after cycle a kiosk reports the same series in the same order, so the layout
+of the previous cycle is kept with its keys: a cycle whose keys equal them (one
+comparison done in C, instant when the caller hands back the same tuple) reuses
+that layout without looking up any series.
 """
 
 from __future__ import annotations
@@ -13,20 +19,21 @@ import errno
 import logging
 import sqlite3
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from totem_agent.buffer import codec, maintenance
 from totem_agent.buffer.maintenance import add_counter, counter
-from totem_agent.buffer.model import DISK_FULL, Labels
+from totem_agent.buffer.model import DISK_FULL, BufferStats, Labels
 from totem_agent.buffer.rows import CYCLE, ROW_COLUMNS, Catalog, labels_json
+from totem_agent.buffer.stats import StatsCache
 
 log = logging.getLogger("totem_agent.buffer")
 
 GC_EVERY_APPENDS = 240
 
-Cycle = dict[tuple[str, Labels], float]
+Key = tuple[str, Labels]
 
 
 def is_disk_full(exc: BaseException) -> bool:
@@ -63,7 +70,15 @@ class Writer:
         # Caches, only trusted after a check in the appending transaction.
         self._series_ids: dict[tuple[str, Labels], int] = {}
         self._layout_ids: dict[tuple[int, ...], int] = {}
+        # The previous cycle's keys and layout id (a layout never changes once
+        # written, and while it exists its series do: garbage collection only
+        # deletes series that no layout holds).
+        self._last_keys: tuple[Key, ...] | None = None
+        self._last_layout = 0
         self._appends_since_gc = 0
+        # Single-cycle rows not sealed yet, at most (eviction and shipping only take
+        # rows away): counted again only once it reaches chunk_cycles, not every append.
+        self._cycle_rows: int | None = None
         # Cycles lost to a full disk, not yet persisted (they go in with the next append).
         self.unsaved_cycles: Counter[str] = Counter()
         self.unsaved_samples: Counter[str] = Counter()
@@ -72,40 +87,58 @@ class Writer:
         self._maintenance_full = False
         self._evicted_since_release = False
         self.maintenance_failures = 0
+        self._stats = StatsCache(conn, path)
+
+    def stats(self, fresh: bool = False) -> BufferStats:
+        """The buffer's statistics (`fresh`: read them all from the database)."""
+        return self._stats.read(self.unsaved_cycles, self.unsaved_samples,
+                                self.maintenance_failures, fresh)
 
     def _now_ms(self) -> int:
         return int(self.clock() * 1000)
 
-    def append(self, ts: int, cycle: Cycle) -> int:
-        """Store one cycle and maintain the log; 0 when the disk is full (counted)."""
+    def append(self, ts: int, keys: Sequence[Key], values: Sequence[float]) -> int:
+        """Store one cycle and maintain the log; 0 when the disk is full (counted).
+
+        `keys` are distinct (ValueError otherwise), `values[i]` is the value of `keys[i]`.
+        """
+        if len(keys) != len(values):
+            raise ValueError(f"a cycle of {len(keys)} series has {len(values)} values")
+        keys = keys if isinstance(keys, tuple) else tuple(keys)
+        changes = self.conn.total_changes
         try:
-            self._append(ts, cycle)
+            self._append(ts, keys, values)
         except (sqlite3.OperationalError, OSError) as exc:
             if not is_disk_full(exc):
                 raise
-            self._lose(len(cycle), exc)
+            self._lose(len(keys), exc)
             return 0
         if self._full_episode:
             log.warning("buffer: appending again after the disk was full; %d cycles lost",
                         self._episode_lost, extra={"path": str(self.path),
                                                    "lost_cycles": self._episode_lost})
             self._full_episode = False
+        self._stats.appended(changes, ts, len(keys))
+        if self._cycle_rows is not None:
+            self._cycle_rows += 1
         self._maintain()
-        return len(cycle)
+        return len(keys)
 
-    def _append(self, ts: int, cycle: Cycle) -> None:
+    def _append(self, ts: int, keys: tuple[Key, ...], values: Sequence[float]) -> None:
         conn = self.conn
         conn.execute("BEGIN IMMEDIATE")
         try:
-            new_series: dict[tuple[str, Labels], int] = {}
+            new_series: dict[Key, int] = {}
             new_layouts: dict[tuple[int, ...], int] = {}
-            layout = self._resolve(cycle, new_series, new_layouts)
+            layout = self._reuse(keys)
+            if layout is None:
+                layout = self._resolve(keys, new_series, new_layouts)
             seq = counter(conn, "appended_cycles") + 1
             conn.execute(f"INSERT INTO log ({ROW_COLUMNS}, data) VALUES "
                          "(?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?)",
-                         (seq, seq, ts, ts, len(cycle), CYCLE, layout,
-                          codec.encode_cycle(list(cycle.values()))))
-            add_counter(conn, "appended_samples", len(cycle))
+                         (seq, seq, ts, ts, len(keys), CYCLE, layout,
+                          codec.encode_cycle(values)))
+            add_counter(conn, "appended_samples", len(keys))
             add_counter(conn, "appended_cycles", 1)
             for reason, n in self.unsaved_cycles.items():
                 add_counter(conn, "lost_cycles", n, "", reason)
@@ -119,16 +152,34 @@ class Writer:
         # Only now: ids of a rolled-back transaction may be handed out again.
         self._series_ids.update(new_series)
         self._layout_ids.update(new_layouts)
+        self._last_keys, self._last_layout = keys, layout
         self.unsaved_cycles.clear()
         self.unsaved_samples.clear()
 
-    def _resolve(self, cycle: Cycle, new_series: dict[tuple[str, Labels], int],
+    def _reuse(self, keys: tuple[Key, ...]) -> int | None:
+        """The previous cycle's layout id if these are its keys and the layout still exists."""
+        if self._last_keys is None or (keys is not self._last_keys and keys != self._last_keys):
+            return None
+        if self.conn.execute("SELECT 1 FROM layouts WHERE id = ?",
+                             (self._last_layout,)).fetchone():
+            return self._last_layout
+        self._forget()  # collected by another process: every cached id is suspect
+        return None
+
+    def _forget(self) -> None:
+        self._series_ids.clear()
+        self._layout_ids.clear()
+        self._last_keys = None
+
+    def _resolve(self, keys: tuple[Key, ...], new_series: dict[Key, int],
                  new_layouts: dict[tuple[int, ...], int]) -> int:
         """The layout id of this cycle's series, creating series and layout as needed."""
+        if len(set(keys)) != len(keys):  # checked once per new layout, not every cycle
+            raise ValueError("a cycle names the same series twice")
         conn = self.conn
         for _attempt in range(2):
             ids = []
-            for key in cycle:
+            for key in keys:
                 sid = self._series_ids.get(key) or new_series.get(key)
                 if sid is None:
                     name, labels = key
@@ -145,13 +196,12 @@ class Writer:
                     "SELECT 1 FROM layouts WHERE id = ?", (cached,)).fetchone():
                 return cached
             # A layout not seen (or collected since): check the cached series still exist.
-            old = [sid for key, sid in zip(cycle, ids, strict=True) if key not in new_series]
+            old = [sid for key, sid in zip(keys, ids, strict=True) if key not in new_series]
             if self._all_exist(old):
                 layout = maintenance.layout_id(conn, ids)
                 new_layouts[layout_key] = layout
                 return layout
-            self._series_ids.clear()
-            self._layout_ids.clear()
+            self._forget()
             new_series.clear()
         raise AssertionError("series vanished twice while appending")
 
@@ -166,6 +216,7 @@ class Writer:
         return True
 
     def _lose(self, samples: int, exc: BaseException) -> None:
+        self._stats.forget()  # the next append also writes these counters
         self.unsaved_cycles[DISK_FULL] += 1
         self.unsaved_samples[DISK_FULL] += samples
         if not self._full_episode:  # logged once per episode, not once per cycle
@@ -186,10 +237,11 @@ class Writer:
         gc = self._appends_since_gc >= GC_EVERY_APPENDS
         # Cheap reads decide which steps need the write lock at all.
         steps: list[tuple[Callable[[], Any], bool]] = []
-        if self.conn.execute("SELECT count(*) FROM log WHERE kind = ?",
-                              (CYCLE,)).fetchone()[0] >= self.chunk_cycles:
-            steps.append((lambda: maintenance.seal(self.conn, self.catalog,
-                                                   self.chunk_cycles), True))
+        if self._cycle_rows is None or self._cycle_rows >= self.chunk_cycles:
+            self._cycle_rows = self.conn.execute("SELECT count(*) FROM log WHERE kind = ?",
+                                                 (CYCLE,)).fetchone()[0]
+        if self._cycle_rows >= self.chunk_cycles:
+            steps.append((self._seal, True))
         if self._beyond_bounds():
             steps.append((self._enforce_bounds, True))
         if gc:
@@ -216,6 +268,10 @@ class Writer:
         if gc:
             self._appends_since_gc = 0
 
+    def _seal(self) -> None:
+        self._cycle_rows = None  # whatever happens, count again at the next append
+        maintenance.seal(self.conn, self.catalog, self.chunk_cycles)
+
     def _beyond_bounds(self) -> bool:
         conn = self.conn
         if self.max_size_bytes is not None and maintenance.used_bytes(conn) > self.max_size_bytes:
@@ -240,5 +296,4 @@ class Writer:
 
     def collect_garbage(self) -> None:
         if maintenance.collect_garbage(self.conn):
-            self._series_ids.clear()
-            self._layout_ids.clear()
+            self._forget()

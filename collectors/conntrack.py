@@ -12,8 +12,7 @@ import logging
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.metrics_core import Metric
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
 from totem_agent.collectors.base import Collector, NoDataError
 

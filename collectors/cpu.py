@@ -11,8 +11,7 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from prometheus_client.core import CounterMetricFamily
-from prometheus_client.metrics_core import Metric
+from prometheus_client.metrics_core import CounterMetricFamily, Metric
 
 from totem_agent.collectors.base import CollectorContext
 from totem_agent.collectors.platform import SystemCollector, SystemSource

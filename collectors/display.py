@@ -15,8 +15,7 @@ import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.metrics_core import Metric
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
 from totem_agent.collectors.base import Collector, CollectorContext, NoDataError
 from totem_agent.health import DEGRADED, NOT_APPLICABLE, OK, PENDING, Check

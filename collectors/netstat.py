@@ -12,8 +12,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from prometheus_client.core import UnknownMetricFamily
-from prometheus_client.metrics_core import Metric
+from prometheus_client.metrics_core import Metric, UnknownMetricFamily
 
 from totem_agent.collectors._filters import regex_option
 from totem_agent.collectors.base import Collector, CollectorContext, read_text

@@ -20,8 +20,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from prometheus_client.core import CounterMetricFamily
-from prometheus_client.metrics_core import Metric
+from prometheus_client.metrics_core import CounterMetricFamily, Metric
 
 from totem_agent.collectors.base import Collector, NoDataError
 

@@ -12,8 +12,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.metrics_core import Metric
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
 from totem_agent.collectors.base import CollectorContext
 from totem_agent.collectors.platform import SystemCollector, SystemSource

@@ -17,8 +17,7 @@ import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.metrics_core import Metric
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
 from totem_agent.collectors.base import Collector, CollectorContext, NoDataError
 from totem_agent.collectors.device_tables import check_hex4, parse_entries, present_usb_ids

@@ -18,12 +18,12 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from prometheus_client.core import (
+from prometheus_client.metrics_core import (
     CounterMetricFamily,
     GaugeMetricFamily,
     HistogramMetricFamily,
+    Metric,
 )
-from prometheus_client.metrics_core import Metric
 
 from totem_agent.buffer import Buffer, BufferStats
 from totem_agent.health import Check

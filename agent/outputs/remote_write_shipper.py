@@ -229,11 +229,12 @@ class Shipper:
         self.settle(batch, self.deliver(list(batch.series)))
         return True
 
-    def read(self, after_seq: int | None, until_seq: int | None = None) -> Batch | None:
+    def read(self, after_seq: int | None, until_seq: int | None = None, *,
+             packed: bool = False) -> Batch | None:
         """The next batch after the cursor, or after `after_seq` (reading ahead), up to
-        cycle `until_seq` (reading a batch again)."""
+        cycle `until_seq` (reading a batch again); `packed` values for the encoder only."""
         return self.buffer.read(self.name, max_samples=self.destination.max_samples_per_send,
-                                after_seq=after_seq, until_seq=until_seq)
+                                after_seq=after_seq, until_seq=until_seq, packed=packed)
 
     def settle(self, batch: Batch, refused: Counter[str]) -> None:
         """Count the batch in the buffer (sent, or refused by reason) and move the cursor."""

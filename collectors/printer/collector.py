@@ -16,12 +16,12 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from prometheus_client.core import (
+from prometheus_client.metrics_core import (
     CounterMetricFamily,
     GaugeMetricFamily,
     HistogramMetricFamily,
+    Metric,
 )
-from prometheus_client.metrics_core import Metric
 
 from totem_agent.collectors.base import Collector, CollectorContext, NoDataError
 from totem_agent.collectors.printer.config import FIELDS, PrinterConfig, parse_printers

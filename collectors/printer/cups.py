@@ -13,7 +13,6 @@ it, so `printer-state-change-time` is exported beside them.
 
 from __future__ import annotations
 
-import http.client
 from dataclasses import dataclass, field
 
 from totem_agent.collectors.printer.ipp import (
@@ -145,6 +144,8 @@ class CupsPrinter:
         self.present: bool | None = None
 
     def probe(self, identity_wanted: bool = False) -> tuple[PrinterStatus, Identity | None]:
+        import http.client  # only when a CUPS printer is queried (see ipp.py)
+
         self.reading = None
         try:
             response = get_printer_attributes(self.uri, REQUESTED, self.timeout)

@@ -9,12 +9,14 @@ depending on pycups (a C extension needing libcups headers).
 
 from __future__ import annotations
 
-import http.client
 import itertools
 import struct
 import urllib.parse
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import http.client
 
 GET_PRINTER_ATTRIBUTES = 0x000B
 
@@ -195,6 +197,10 @@ def http_target(uri: str) -> tuple[str, str, int, str, bool]:
 def get_printer_attributes(uri: str, requested: Sequence[str], timeout: float) -> IppResponse:
     """POST Get-Printer-Attributes to the printer's URI. Raises OSError (cannot reach
     the server), IppError (not IPP) or http.client.HTTPException."""
+    # Imported when a printer is queried, not with the collector: http.client brings
+    # email, and ssl (OpenSSL's libraries) for an https:// print server.
+    import http.client
+
     printer_uri, host, port, path, tls = http_target(uri)
     connection: http.client.HTTPConnection
     if tls:

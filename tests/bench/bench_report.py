@@ -209,24 +209,28 @@ def summary_lines(results: list[dict[str, Any]], prof: dict[str, Any] | None) ->
 
         with contextlib.suppress(StopIteration):  # the step list changed: no sentence
             base, stdlib = rss("interpreter"), rss("stdlib the server")
-            prom_std, prom = rss("stdlib only prometheus_client"), rss("prometheus_client's")
+            prom = rss("prometheus_client's submodules")
             last = list(steps.values())[-1]["VmRSS"] / 1024
             out.append(
                 f"- Memory: the interpreter alone is {base:.1f} MB; with the stdlib the HTTP "
-                f"server needs anyway (http.server pulls http.client, ssl and email) "
-                f"{stdlib:.1f} MB; prometheus_client adds {prom - stdlib:.1f} MB "
-                f"({prom_std - stdlib:.1f} MB of it stdlib only it imports: inspect, "
-                f"urllib.request, wsgiref); the agent's own modules, sqlite3, its threads and "
-                f"state the rest, to {last:.1f} MB in-process.")
+                f"server needs (socketserver, logging; the server parses HTTP itself, so "
+                f"http.server, http.client, email and ssl are never imported) {stdlib:.1f} MB; "
+                f"the prometheus_client modules the agent uses add {prom - stdlib:.1f} MB (its "
+                "package __init__, which imports every submodule and with them http.server, "
+                "urllib.request, hashlib and inspect, does not run: "
+                "agent/_prometheus_client_lazy.py); the agent's own modules, sqlite3, its "
+                f"threads and state the rest, to {last:.1f} MB in-process.")
             ne_mb = statistics.median(r["rss"]["node_exporter"]["VmRSS"] for r in results) / 1024
             out.append(
                 f"- The RSS target (1.5 x node_exporter's {ne_mb:.1f} MB = {1.5 * ne_mb:.1f} MB) "
                 f"leaves {1.5 * ne_mb - prom:.1f} MB for everything of the agent's own: the "
                 f"interpreter, the stdlib the server needs and prometheus_client take "
                 f"{prom:.1f} MB ({prom / ne_mb:.2f} x) before any of it is imported. What is "
-                "imported only for some kiosks is imported when first needed (pyserial, "
-                "PyYAML and bcrypt for a web-config, cramjam for remote_write, the rotating "
-                "log file handler).")
+                "imported only for some kiosks is imported when first needed (ssl and "
+                "hashlib for TLS and logins, pyserial, PyYAML and bcrypt for a web-config, "
+                "cramjam and http.client for remote_write, urllib for the Pushgateway, the "
+                "rotating log file handler); tests/integration/test_import_footprint.py "
+                "keeps it so.")
     return [*out, ""]
 
 

@@ -181,14 +181,13 @@ _STEPS = [
     ("interpreter + site (baseline)", "pass"),
     ("stdlib the CLI needs: argparse, json, platform, signal, threading",
      "import argparse, json, platform, signal, threading"),
-    ("totem_agent.cli", "import totem_agent.cli"),
-    ("stdlib the server needs anyway: http.server (http.client, ssl, email, socketserver), "
-     "logging", "import http.server, logging, logging.handlers"),
-    ("stdlib only prometheus_client pulls in: inspect (ast, dis), urllib.request, "
-     "wsgiref.simple_server, tempfile, timeit",
-     "import inspect, urllib.request, wsgiref.simple_server, tempfile, timeit, gzip, mmap"),
-    ("prometheus_client's own modules (its __init__ imports every submodule)",
-     "import prometheus_client"),
+    ("totem_agent.cli (registers prometheus_client without running its __init__)",
+     "import totem_agent.cli"),
+    ("stdlib the server needs: socketserver, logging", "import socketserver, logging"),
+    ("prometheus_client's submodules the agent uses: metrics_core, registry, "
+     "process_collector, openmetrics.exposition",
+     "import prometheus_client.metrics_core, prometheus_client.registry, "
+     "prometheus_client.process_collector, prometheus_client.openmetrics.exposition"),
     ("sqlite3 (the business store)", "import sqlite3"),
     ("totem_agent.config (tomllib, options, collectors.base)", "import totem_agent.config"),
     ("collector modules (builtin_collectors())",
@@ -200,11 +199,18 @@ _STEPS = [
      "from totem_agent.runtime import Agent\n"
      "agent = Agent(load_config(None, env={'TOTEM_AGENT_LISTEN': '127.0.0.1:0', "
      "'TOTEM_AGENT_INTERVAL': '0.5s', 'TOTEM_AGENT_STATE_DIR': STATE_DIR}))"),
+    # Scraped over a raw socket: urllib or http.client would import ssl and email into
+    # the process being measured, which the running agent never does.
     ("Agent started, 3 cycles, 20 scrapes",
-     "import time, urllib.request\n"
+     "import socket, time\n"
      "agent.start()\n"
      "time.sleep(1.6)\n"
-     "for _ in range(20): urllib.request.urlopen(agent.server.url + '/metrics').read()\n"),
+     "port = agent.server.server_address[1]\n"
+     "for _ in range(20):\n"
+     "    s = socket.create_connection(('127.0.0.1', port))\n"
+     "    s.sendall(b'GET /metrics HTTP/1.1\\r\\nHost: x\\r\\nConnection: close\\r\\n\\r\\n')\n"
+     "    while s.recv(65536): pass\n"
+     "    s.close()\n"),
 ]
 
 _CHILD = r'''

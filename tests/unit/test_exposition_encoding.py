@@ -1,14 +1,16 @@
-"""exposition.fast_encoder: the same bytes as prometheus_client's encoder, or its encoder."""
+"""exposition.fast_encoder and exposition_format: prometheus_client's bytes, or its encoder."""
 
 from __future__ import annotations
 
+import prometheus_client.exposition as prometheus_exposition
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
-from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import Metric
 
+from totem_agent import exposition_format
 from totem_agent.collectors import builtin_collectors, runs_here
 from totem_agent.collectors.base import CollectorContext, HostPaths, NoDataError
 from totem_agent.exposition import _Families, fast_encoder
+from totem_agent.exposition_format import choose_encoder
 
 PROMETHEUS_ACCEPT = ("application/openmetrics-text;version=1.0.0,"
                      "application/openmetrics-text;version=0.0.1;q=0.75,"
@@ -124,3 +126,45 @@ def test_the_text_renderer_writes_prometheus_clients_bytes() -> None:
                                   value=2.0)
     for declined in (created, next(f for f in more_types() if f.type == "gaugehistogram")):
         assert TextRenderer().render([*awkward_families(), declined]) is None
+
+
+# Accept headers: Prometheus' own, the escaping and version variants, and odd ones.
+ACCEPT_HEADERS = [
+    PROMETHEUS_ACCEPT, "", "*/*", "text/plain", "text/plain;version=0.0.4",
+    "text/plain; version=1.0.0", "text/plain;version=1.0.0;escaping=allow-utf-8",
+    "text/plain;version=1.0.0;escaping=dots", "text/plain;version=1.0.0;escaping=values",
+    "text/plain;version=1.0.0;escaping=bogus", "application/openmetrics-text",
+    "application/openmetrics-text;version=0.0.1", "application/openmetrics-text; version=1.0.0",
+    "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8",
+    "application/openmetrics-text;version=1.0.0;escaping=underscores;escaping=dots",
+    "application/openmetrics-text;version=2.0.0;escaping=values",
+    "application/json, text/html;q=0.9", "text/plain;version=0.0.4,application/openmetrics-text",
+    "application/openmetrics-text;escaping=dots,text/plain;version=1.0.0",
+]
+
+
+def odd_names() -> list[Metric]:
+    """Names outside the legacy set, where every escaping writes something else."""
+    dotted = GaugeMetricFamily("node.dotted", "Dotted name.", labels=["a.b"])
+    dotted.add_metric(["x"], 1.0)
+    stamped = CounterMetricFamily("node_stamped", "With a timestamp.", labels=["k"], created=2.0)
+    stamped.add_metric(["v"], 3.0, timestamp=12.5)
+    return [dotted, stamped]
+
+
+def test_content_negotiation_is_prometheus_clients() -> None:
+    """exposition_format.choose_encoder (the agent's copy, without the imports of
+    prometheus_client.exposition): the same content type and the same bytes."""
+    families = _Families(live_families() + awkward_families() + more_types() + odd_names())
+    for accept in ACCEPT_HEADERS:
+        ours, our_type = choose_encoder(accept)
+        theirs, their_type = prometheus_exposition.choose_encoder(accept)
+        assert our_type == their_type, accept
+        assert ours(families) == theirs(families), accept
+
+
+def test_the_text_format_is_prometheus_clients() -> None:
+    families = _Families(live_families() + awkward_families() + more_types() + odd_names())
+    for escaping in ("underscores", "dots", "values", "allow-utf-8"):
+        assert exposition_format.generate_latest(families, escaping) == \
+            prometheus_exposition.generate_latest(families, escaping), escaping

@@ -165,3 +165,106 @@ def test_stats_text_and_json(tmp_path: Path) -> None:
     doc = stats_document(stats, rec.buffer.path, NOW + 60)
     assert doc["destinations"]["central"]["pending_samples"] == 6
     assert math.isclose(doc["destinations"]["central"]["oldest_pending_age_seconds"], 60)
+
+
+def gauge(name: str, values: dict[str, float], label: str = "device") -> GaugeMetricFamily:
+    family = GaugeMetricFamily(name, name, labels=[label])
+    for label_value, v in values.items():
+        family.add_metric([label_value], v)
+    return family
+
+
+def test_record_stores_what_cycle_samples_would_as_the_series_change(tmp_path: Path) -> None:
+    """The recorder keeps the previous cycle's keys: every edge of reusing them,
+    checked against cycle_samples + Buffer.append (the plain path) cycle by cycle."""
+    reused = GaugeMetricFamily("mutated", "a labels dict its source changes in place",
+                               labels=["x"])
+    reused.add_metric(["1"], 5.0)
+
+    def base(v: float) -> list[Metric]:
+        return [*families(v), gauge("disk", {"sda": v, "sdb": 2 * v})]
+
+    snapshots: list[tuple[dict[str, str], list[Metric]]] = []
+    extra = {"instance": "kiosk-7", "job": "totem"}
+    snapshots += [(extra, base(1.0)), (extra, base(2.0))]              # the same series
+    snapshots += [(extra, [*base(3.0), gauge("disk", {"sdc": 9.0})])]  # one added
+    snapshots += [(extra, base(4.0)[1:])]                               # one removed
+    snapshots += [(extra, base(5.0)[::-1])]                             # reordered
+    snapshots += [(extra, [*families(6.0), gauge("disk", {"sda": 1.0, "sdb": 2.0}, "dev")])]
+    snapshots += [(extra, [*base(7.0), gauge("disk", {"sda": 70.0})])]  # twice: last wins
+    snapshots += [(extra, base(7.5)),
+                  ({"instance": "kiosk-8", "job": "totem"}, base(8.0))]  # reload: instance
+    snapshots += [(extra, [*base(9.0), gauge("x", {"kiosk-own": 1.0}, "instance")])]
+    snapshots += [(extra, [*base(10.0), reused]), (extra, [*base(11.0), reused])]
+    snapshots += [(extra, []), (extra, base(12.0)), (extra, base(13.0))]
+
+    current: list[Metric] = []
+    rec = Recorder(Buffer.open(tmp_path / "fast.sqlite"), lambda: current,
+                   instance="kiosk-7", interval=15.0)
+    plain = Buffer.open(tmp_path / "plain.sqlite")
+    told: list[list[tuple[str, dict[str, str], float]]] = []
+    rec.on_appended = lambda ts, samples: told.append(
+        [(name, dict(labels), value) for name, labels, value in samples])
+    for buf in (rec.buffer, plain):
+        buf.register_destination("d")
+    for seq, (extra_labels, snapshot) in enumerate(snapshots):
+        if seq == 11:  # the source reuses the family and changes a label in place
+            reused.samples[0].labels["x"] = "2"
+        current[:] = snapshot
+        rec.extra_labels = extra_labels
+        expected = cycle_samples(snapshot, extra_labels)
+        ts = NOW + 15 * seq
+        assert rec.record(ts) == plain.append(int(ts * 1000), expected)
+        if expected:
+            # Buffer.append keeps one sample per series: the last value, first position.
+            merged = {(name, tuple(sorted(labels.items()))): (name, labels, value)
+                      for name, labels, value in expected}
+            first = list(dict.fromkeys((n, tuple(sorted(lb.items()))) for n, lb, _ in expected))
+            assert told.pop(0) == [merged[key] for key in first]
+        fast, slow = rec.buffer.read("d", 100_000), plain.read("d", 100_000)
+        assert (fast is None) == (slow is None)
+        if fast is not None and slow is not None:
+            assert [(s.name, s.labels, s.values) for s in fast.series] == \
+                [(s.name, s.labels, s.values) for s in slow.series], f"cycle {seq}"
+            rec.buffer.ack("d", fast)
+            plain.ack("d", slow)
+    assert told == []
+    plain.close()
+    rec.buffer.close()
+
+
+def test_listeners_get_only_the_names_they_want_as_the_series_change(tmp_path: Path) -> None:
+    """`on_appended_names` picks samples by positions kept per layout: they must be
+    the named samples of that very cycle, whatever changed since the last one."""
+    snapshots: list[list[Metric]] = [
+        [*families(1.0), gauge("disk", {"sda": 1.0, "sdb": 2.0})],
+        [*families(2.0), gauge("disk", {"sda": 3.0, "sdb": 4.0})],      # the same series
+        [gauge("disk", {"sdb": 5.0, "sdc": 6.0}), *families(3.0)],      # changed, moved
+        [*families(4.0)],                                                # none wanted left
+        [gauge("disk", {"sda": 7.0}), gauge("other", {"sda": 8.0})],
+        [gauge("disk", {"sda": 9.0}), gauge("other", {"sda": 10.0})],
+    ]
+    current: list[Metric] = []
+    every = Recorder(Buffer.open(tmp_path / "every.sqlite"), lambda: current,
+                     instance="kiosk-7", interval=15.0)
+    some = Recorder(Buffer.open(tmp_path / "some.sqlite"), lambda: current,
+                    instance="kiosk-7", interval=15.0)
+    wanted = frozenset({"disk", "node_load1"})
+    some.on_appended_names = wanted
+    told: dict[str, list[tuple[int, list[tuple[str, dict[str, str], float]]]]] = {
+        "every": [], "some": []}
+    for name, rec in (("every", every), ("some", some)):
+        rec.on_appended = lambda ts, samples, name=name: told[name].append(
+            (ts, [(n, dict(labels), value) for n, labels, value in samples]))
+    for seq, snapshot in enumerate(snapshots):
+        current[:] = snapshot
+        for rec in (every, some):
+            rec.record(NOW + 15 * seq)
+    assert len(told["some"]) == len(snapshots)
+    assert told["some"] == [(ts, [s for s in samples if s[0] in wanted])
+                            for ts, samples in told["every"]]
+    assert told["some"][3][1] == [("node_load1", {"instance": "kiosk-7", "job": "totem"}, 4.0)]
+    assert told["some"][5][1] == [("disk", {"device": "sda", "instance": "kiosk-7",
+                                            "job": "totem"}, 9.0)]
+    every.buffer.close()
+    some.buffer.close()

@@ -130,3 +130,67 @@ def test_encode_rejects_bad_shapes() -> None:
         codec.encode_chunk([([0, 1], [1.0])], 2)
     with pytest.raises(ValueError):
         codec.encode_chunk([(None, [1.0])], 0)
+
+
+def reference_method(values: list[float]) -> tuple[int, int]:
+    """The (method, exponent) the module docstring defines, searched the slow way:
+    the first that rebuilds every value bit for bit, else RAW."""
+    if all(math.isfinite(v) for v in values):
+        for exponent in range(codec.MAX_EXPONENT + 1):
+            scale = 10**exponent
+            if max(abs(v) for v in values) * scale >= 2**62:
+                break
+            ints = [round(v * scale) for v in values]
+            for method in ((codec.INT,) if exponent == 0 else (codec.DIV, codec.MUL)):
+                if bits([codec._one(method, exponent, m) for m in ints]) == bits(values):
+                    return method, exponent
+    return codec.RAW, 0
+
+
+def test_columns_pick_the_first_exact_decimal() -> None:
+    # The encoder decides constants on one value and rules candidates out on a few
+    # values before converting a column: it must still pick what the slow search picks.
+    rng = random.Random(11)
+    shapes = [
+        lambda n: [rng.choice(SPECIALS)] * n,  # constant, awkward
+        lambda n: [rng.randrange(10**6) / 10**rng.randrange(10)] * n,  # constant decimal
+        lambda n: [0.0] + [rng.randrange(10**6) / 10**5 for _ in range(n - 1)],  # starts whole
+        lambda n: [float(rng.randrange(-10**9, 10**9)) for _ in range(n)],
+        lambda n: [rng.randrange(-10**8, 10**8) * 10.0**-rng.randrange(1, 10) for _ in range(n)],
+        lambda n: [rng.choice([*SPECIALS, 1.0, 0.25]) for _ in range(n)],
+        lambda n: [rng.uniform(-1e6, 1e6) * 10.0**rng.randrange(-300, 300) for _ in range(n)],
+        lambda n: [rng.choice([2.0**61, -(2.0**61), 3.0 * 2**60]) for _ in range(n)],
+    ]
+    for _ in range(300):
+        cycles = rng.randrange(1, 70)
+        columns: list[codec.Column] = []
+        for _ in range(rng.randrange(1, 10)):
+            present = None
+            if rng.random() < 0.25:
+                present = sorted(rng.sample(range(cycles), rng.randrange(1, cycles + 1)))
+            columns.append((present, rng.choice(shapes)(cycles if present is None
+                                                          else len(present))))
+        roundtrip(columns, cycles)
+        data = zlib.decompress(codec.encode_chunk(columns, cycles))
+        for i, (_, values) in enumerate(columns):
+            entry = 7 + 11 * i
+            method, exponent = reference_method(values)
+            assert (data[entry] & ~codec.SPARSE, data[entry + 1]) == (method, exponent), values
+            if method != codec.RAW and len(set(bits(values))) == 1:
+                assert data[entry + 2] == 0  # a constant takes no stream bytes
+
+
+def test_integers_beside_the_float_exact_limit_roundtrip() -> None:
+    """Columns whose integers reach 2**53, where the decoder stops adding them as floats
+    (beyond, a float cannot hold every integer): bit exact on both sides of the limit,
+    as integers, decimals and Go's `m * 0.001`, dense and sparse."""
+    rng = random.Random(11)
+    columns: list[codec.Column] = []
+    for base in (2**53 - 3000, 2**53 - 60 * 128, 2**53 + 2, -(2**53) + 3000, 2**62 - 10**6):
+        for step in (1, 100, 40_000, 2**31 - 1):
+            ints = [base + rng.randrange(-step, step + 1) * i for i in range(60)]
+            columns.append((None, [float(m) for m in ints]))
+            columns.append((None, [m / 100 for m in ints]))
+            columns.append((None, [m * 0.001 for m in ints]))
+            columns.append((list(range(0, 60, 3)), [float(m) for m in ints[::3]]))
+    roundtrip(columns, 60)

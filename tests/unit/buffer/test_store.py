@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import sqlite3
+import struct
 import threading
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from totem_agent.buffer import (
     StaleBatchError,
     UnknownDestinationError,
 )
+from totem_agent.buffer.codec import PackedValues
 
 from .helpers import Received, assert_invariant, cycle, drain, integrity, ts_of, value
 
@@ -347,3 +349,61 @@ def test_threads_append_and_ship_at_once(tmp_path: Path) -> None:
         assert not shipper.is_alive()
         assert sum(received) == 2000
         assert_invariant(buf.stats())
+
+
+def test_packed_reads_are_the_list_reads_bit_for_bit(tmp_path: Path) -> None:
+    """`read(packed=True)` (the drain's) gives the same series, timestamps and value bits
+    as `read()`: as columns while every series is in every cycle, else as PackedValues
+    (sparse series); sealed chunks and cycles not sealed yet, batches across several
+    rows, read ahead."""
+    forms = set()
+    with Buffer.open(tmp_path / "b.db", chunk_cycles=4) as buf:
+        buf.register_destination("d")
+        for seq in range(1, 23):
+            samples = cycle(seq, series=6)
+            if seq in (6, 9):
+                samples = samples[::2]  # some series absent from some cycles
+            samples.append(("z", {}, [0.0, -0.0, math.nan, 5e-324][seq % 4]))
+            buf.append(ts_of(seq), samples)
+        for max_samples in (1, 10, 25, 1000):
+            after = None
+            while True:
+                lists = buf.read("d", max_samples, after_seq=after)
+                packed = buf.read("d", max_samples, after_seq=after, packed=True)
+                if lists is None:
+                    assert packed is None
+                    break
+                assert packed is not None
+                assert (packed.after_seq, packed.last_seq, packed.cycle_samples) == \
+                    (lists.after_seq, lists.last_seq, lists.cycle_samples)
+                want = [(s.name, s.labels, s.timestamps,
+                         struct.pack(f"<{len(s.values)}d", *s.values)) for s in lists.series]
+                if packed.columns is None:
+                    forms.add("series")
+                    assert all(isinstance(s.values, PackedValues) for s in packed.series)
+                    got = [(s.name, s.labels, s.timestamps, getattr(s.values, "raw", None))
+                           for s in packed.series]
+                else:
+                    forms.add("columns")
+                    assert packed.series == ()
+                    columns = packed.columns
+                    got = [(name, labels, columns.timestamps, raw) for (name, labels), raw
+                           in zip(columns.keys, columns.values, strict=True)]
+                    again = buf.read("d", max_samples, after_seq=after, packed=True)
+                    assert again is not None and again.columns is not None
+                    assert again.columns.keys is columns.keys  # what consumers may cache by
+                assert got == want
+                after = lists.last_seq
+    assert forms == {"series", "columns"}
+
+
+def test_packed_values_read_as_a_sequence_of_floats() -> None:
+    values = PackedValues(struct.pack("<3d", 1.5, -0.0, math.inf))
+    assert len(values) == 3 and values[0] == 1.5 and values[-1] == math.inf
+    assert values[1:] == [-0.0, math.inf] and list(values) == [1.5, -0.0, math.inf]
+    assert values == [1.5, -0.0, math.inf] and values == PackedValues(values.raw)
+    assert values != [1.5]
+    with pytest.raises(IndexError):
+        values[3]
+    with pytest.raises(ValueError, match="whole number of float64"):
+        PackedValues(b"\x00" * 7)
