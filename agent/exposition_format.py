@@ -4,11 +4,13 @@ prometheus_client.exposition holds `choose_encoder` and the text format's
 `generate_latest`, but importing it imports http.server, urllib.request (and with
 it hashlib and OpenSSL's libcrypto), wsgiref and ssl for its HTTP servers and
 Pushgateway client: several MB of RSS the running agent would carry for two
-functions. They are copied here (Apache-2.0, prometheus_client 0.26.0,
-exposition.py) with their behaviour unchanged: the same encoder and content type
-for every Accept header and the same bytes (tests/unit/test_exposition_encoding.py
-compares both with prometheus_client's). The OpenMetrics encoder stays
-prometheus_client.openmetrics.exposition, which imports nothing heavy.
+functions. They are copied here from prometheus_client 0.26.0's exposition.py
+("Prometheus instrumentation library for Python applications, Copyright 2015 The
+Prometheus Authors", Apache License 2.0, as this project) with their behaviour
+unchanged: the same encoder and content type for every Accept header and the same
+bytes (tests/unit/test_exposition_encoding.py compares both with prometheus_client's).
+The OpenMetrics encoder stays prometheus_client.openmetrics.exposition, which
+imports nothing heavy.
 """
 
 from __future__ import annotations

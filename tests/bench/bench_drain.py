@@ -544,7 +544,7 @@ def report(args: argparse.Namespace, timings: list[Timing], profile: dict[str, A
         f"every sample (polled every {POLL:g} s once the last cycle is visible: the count "
         "reads every sample, which costs the receiver). "
         "totem-agent: the product's `RemoteWrite` shipper in-process over a buffer filled "
-        f"beforehand ({batch} samples per request, "
+        f"beforehand (batches of {batch} samples, each split by series over "
         f"{Destination.parallel_requests} requests in parallel, up to "
         f"{Destination.max_prepared_size // 2**20} MiB of requests prepared ahead, backoff "
         f"{Destination.min_backoff:g} s doubling to {Destination.max_backoff:g} s). "
