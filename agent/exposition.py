@@ -19,14 +19,10 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
-from prometheus_client.metrics_core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    InfoMetricFamily,
-    Metric,
-)
+from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics import exposition as openmetrics
 from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.samples import Sample
 
 # Not prometheus_client.exposition: it imports http.server, urllib.request, ssl and
 # wsgiref for its own servers (exposition_format says more).
@@ -91,41 +87,56 @@ class SelfMetrics:
         self._process = ProcessCollector(registry=None)
 
     def collect(self) -> list[Metric]:
-        success = GaugeMetricFamily("totem_agent_collector_success",
-                                    "1 if the collector's last run succeeded (or had nothing "
-                                    "to watch), 0 if it failed or missed its deadline.",
-                                    labels=["collector"])
-        duration = GaugeMetricFamily("totem_agent_collector_duration_seconds",
-                                     "Wall time of the collector's last run.",
-                                     labels=["collector"])
-        failures = CounterMetricFamily("totem_agent_collector_failures",
-                                       "Collector runs that failed, by reason: error (raised), "
-                                       "timeout (missed its deadline), skipped (previous run "
-                                       "still stuck).", labels=["collector", "reason"])
-        runs = CounterMetricFamily("totem_agent_collector_runs",
-                                   "Collector runs that completed (successfully or not) before "
-                                   "their deadline.", labels=["collector"])
-        last_ok = GaugeMetricFamily("totem_agent_collector_last_success_timestamp_seconds",
-                                    "Unix time of the collector's last successful run.",
-                                    labels=["collector"])
+        # Samples built directly, constant labels included (what add_metric and then
+        # add_labels made, in the same order): ~220 samples every cycle, where add_metric's
+        # dict(zip()) and add_labels' copy of each sample cost a quarter of a millisecond.
+        const = self.labels
+        success: list[Sample] = []
+        duration: list[Sample] = []
+        runs: list[Sample] = []
+        failures: list[Sample] = []
+        last_ok: list[Sample] = []
         for state in self.scheduler.snapshot():
             if state.outcome == "pending":
                 continue
-            success.add_metric([state.name], 1.0 if state.success else 0.0)
-            duration.add_metric([state.name], state.duration)
-            runs.add_metric([state.name], float(state.runs))
+            name = state.name
+            labels = {**const, "collector": name}
+            success.append(Sample("totem_agent_collector_success", labels,
+                                  1.0 if state.success else 0.0))
+            duration.append(Sample("totem_agent_collector_duration_seconds", labels,
+                                   state.duration))
+            runs.append(Sample("totem_agent_collector_runs_total", labels, float(state.runs)))
+            counts = state.failures
             for reason in FAILURE_REASONS:
-                failures.add_metric([state.name, reason], float(state.failures[reason]))
+                failures.append(Sample("totem_agent_collector_failures_total",
+                                       {**const, "collector": name, "reason": reason},
+                                       float(counts[reason])))
             if state.last_success_at is not None:
-                last_ok.add_metric([state.name], state.last_success_at)
-        build = InfoMetricFamily("totem_agent_build", "Version of the running agent.",
-                                 value={"version": __version__,
-                                        "python_version": sys.version.split()[0]})
-        start = GaugeMetricFamily("totem_agent_start_time_seconds",
-                                  "Unix time the agent started.", value=self.started)
-        families: list[Metric] = [success, duration, runs, failures, last_ok, build, start]
-        families.extend(self._process.collect())
-        return add_labels(families, self.labels)
+                last_ok.append(Sample("totem_agent_collector_last_success_timestamp_seconds",
+                                      labels, state.last_success_at))
+        families = [
+            _family("totem_agent_collector_success", "gauge",
+                    "1 if the collector's last run succeeded (or had nothing to watch), 0 if "
+                    "it failed or missed its deadline.", success),
+            _family("totem_agent_collector_duration_seconds", "gauge",
+                    "Wall time of the collector's last run.", duration),
+            _family("totem_agent_collector_runs", "counter",
+                    "Collector runs that completed (successfully or not) before their "
+                    "deadline.", runs),
+            _family("totem_agent_collector_failures", "counter",
+                    "Collector runs that failed, by reason: error (raised), timeout (missed "
+                    "its deadline), skipped (previous run still stuck).", failures),
+            _family("totem_agent_collector_last_success_timestamp_seconds", "gauge",
+                    "Unix time of the collector's last successful run.", last_ok),
+            _family("totem_agent_build", "info", "Version of the running agent.",
+                    [Sample("totem_agent_build_info",
+                            {**const, "version": __version__,
+                             "python_version": sys.version.split()[0]}, 1)]),
+            _family("totem_agent_start_time_seconds", "gauge", "Unix time the agent started.",
+                    [Sample("totem_agent_start_time_seconds", dict(const), self.started)]),
+        ]
+        families.extend(add_labels(self._process.collect(), const))
+        return families
 
     def live(self) -> list[Metric]:
         """The small families that change between cycles (events, HTTP, push)."""
@@ -133,6 +144,12 @@ class SelfMetrics:
         for source in self.extra:
             families.extend(source())
         return add_labels(families, self.labels)
+
+
+def _family(name: str, kind: str, documentation: str, samples: list[Sample]) -> Metric:
+    family = Metric(name, documentation, kind)
+    family.samples = samples
+    return family
 
 
 _EOF = b"# EOF\n"

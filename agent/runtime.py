@@ -6,7 +6,6 @@ import logging
 import sys
 import threading
 from collections.abc import Callable, Iterable
-from concurrent import futures
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -137,11 +136,8 @@ def release_collectors(scheduler: Scheduler, wait: float) -> None:
     """After stop(): let runs in flight finish (up to `wait` seconds), then close what
     each collector holds (a printer's serial port in ASB mode), so that the collector
     replacing it can open it. A run still stuck keeps its collector: it is not closed."""
-    states = scheduler.snapshot()
-    running = [s.running for s in states if s.running is not None]
-    if running:
-        futures.wait(running, timeout=wait)
-    for state in states:
+    scheduler.wait_runs(wait)
+    for state in scheduler.snapshot():
         if state.collector is not None and (state.running is None or state.running.done()):
             try:
                 state.collector.close()

@@ -22,15 +22,12 @@ lane) are told at once.
 
 from __future__ import annotations
 
-import functools
 import logging
 import queue
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from concurrent import futures
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from prometheus_client.metrics_core import Metric
@@ -72,7 +69,7 @@ class CollectorState:
     runs: int = 0
     # Scheduling, touched only under the scheduler's lock.
     next_run: float = 0.0
-    running: Future[list[Metric]] | None = None
+    running: _Run | None = None
     run_started: float = 0.0
     deadline_reported: bool = False
 
@@ -112,9 +109,11 @@ class Scheduler:
         # Called on the lane when it has no more runs queued: a cycle is complete.
         self.on_idle: Callable[[], None] = lambda: None
         self.clock = clock
-        # Re-entrant: a future that is already done runs its callback at once, in the
-        # thread that added it, which holds this lock.
+        # Re-entrant: on_change is called under it (a missed deadline) and may call
+        # back into the scheduler (snapshot()).
         self._lock = threading.RLock()
+        # Notified under the lock whenever a run ends: run_once() and wait_runs() wait on it.
+        self._ran = threading.Condition(self._lock)
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -124,7 +123,7 @@ class Scheduler:
         self.heartbeat_every: float | None = None
         self.states: dict[str, CollectorState] = {}
         self._change_pending = False
-        self._lane = _Worker(self._lane_idle)
+        self._lane = _Worker(self._finished, self._lane_idle)
         for item in settings:
             self.states[item.name] = self._build(item, context)
 
@@ -158,15 +157,26 @@ class Scheduler:
         with self._lock:
             for state in self.states.values():
                 self._tick(state, time.monotonic())
-        while True:
-            # Outcomes are recorded by the done callback, or as timeouts here.
-            with self._lock:
+        with self._lock:
+            while True:
+                # Outcomes are recorded by _finished, or as timeouts here.
                 self._check_deadlines(time.monotonic())
-                waiting = [s.running for s in self.states.values()
-                           if s.running is not None and not s.deadline_reported]
-            if not waiting:
-                return
-            futures.wait(waiting, timeout=0.02, return_when=futures.FIRST_COMPLETED)
+                if not any(s.running is not None and not s.deadline_reported
+                           for s in self.states.values()):
+                    return
+                self._ran.wait(0.02)
+
+    def wait_runs(self, timeout: float) -> bool:
+        """Wait up to `timeout` seconds for every run in flight (or queued) to end;
+        False if some are still running then (after stop(), before closing collectors)."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while any(s.running is not None for s in self.states.values()):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._ran.wait(left)
+        return True
 
     def _loop(self) -> None:
         name_native_thread()
@@ -202,14 +212,13 @@ class Scheduler:
             # else: still queued behind a slow collector; that run serves this tick too.
             return
         state.deadline_reported = False
-        future = self._lane.submit(state)
-        state.running = future
-        future.add_done_callback(functools.partial(self._finished, state))
+        state.running = run = _Run()
+        self._lane.put((state, run))
 
     def _check_deadlines(self, now: float) -> None:
         for state in self.states.values():
-            future = state.running
-            if future is None or state.deadline_reported or not future.running():
+            run = state.running
+            if run is None or state.deadline_reported or not run.running():
                 continue
             if now - state.run_started >= state.settings.timeout:
                 state.deadline_reported = True
@@ -221,7 +230,7 @@ class Scheduler:
         if current is not None and (current.deadline_reported
                                     or now - current.run_started >= LANE_PATIENCE):
             # Leave the lane to the slow run; the queue behind it moves on.
-            slow, self._lane = self._lane, _Worker(self._lane_idle)
+            slow, self._lane = self._lane, _Worker(self._finished, self._lane_idle)
             for job in slow.abandon():
                 self._lane.put(job)
 
@@ -242,21 +251,23 @@ class Scheduler:
         except Exception:  # the lane must keep running collectors whatever happens here
             log.exception("after-cycle work failed")
 
-    def _finished(self, state: CollectorState, future: Future[list[Metric]]) -> None:
+    def _finished(self, state: CollectorState, run: _Run, result: list[Metric],
+                  err: BaseException | None) -> None:
+        """Called on the lane when a run has returned (`result`) or raised (`err`)."""
         elapsed = time.monotonic() - state.run_started
         with self._lock:
-            if state.running is future:
+            self._ran.notify_all()
+            if state.running is run:
                 state.running = None
-            if state.deadline_reported or future.cancelled():
+            if state.deadline_reported:
                 log.info("collector finished after its deadline; result discarded",
                          extra={"collector": state.name, "seconds": round(elapsed, 3)})
                 return
             state.deadline_reported = True
             state.duration = elapsed
             state.runs += 1
-            err = future.exception()
             if err is None:
-                state.families = add_labels(future.result(), self.labels)
+                state.families = add_labels(result, self.labels)
                 self._set_outcome(state, RESULT_OK)
                 state.last_success_at = self.clock()
             elif isinstance(err, NoDataError):
@@ -329,7 +340,27 @@ def nothing_to_watch(state: CollectorState) -> str:
     return f"nothing to watch on this machine{reason}"
 
 
-_Job = tuple[CollectorState, "Future[list[Metric]]"]
+class _Run:
+    """One run of a collector, queued or in flight: what a concurrent.futures.Future
+    told the scheduler (running? done?) without its condition variable, taken several
+    times per run (docs/benchmarks.md). Set only by the lane; plain attribute writes,
+    read under the scheduler's lock."""
+
+    __slots__ = ("_done", "_started")
+
+    def __init__(self) -> None:
+        self._started = False
+        self._done = False
+
+    def running(self) -> bool:
+        return self._started and not self._done
+
+    def done(self) -> bool:
+        return self._done
+
+
+_Job = tuple[CollectorState, _Run]
+_OnDone = Callable[[CollectorState, _Run, list[Metric], "BaseException | None"], None]
 
 
 class _Worker:
@@ -339,18 +370,14 @@ class _Worker:
     collector stuck in a read would keep the agent from ever stopping.
     """
 
-    def __init__(self, on_idle: Callable[[], None]) -> None:
+    def __init__(self, on_done: _OnDone, on_idle: Callable[[], None]) -> None:
+        self._on_done = on_done
         self._on_idle = on_idle
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self.current: CollectorState | None = None
         self.abandoned = False
         self._thread = threading.Thread(target=self._serve, name="collectors", daemon=True)
         self._thread.start()
-
-    def submit(self, state: CollectorState) -> Future[list[Metric]]:
-        future: Future[list[Metric]] = Future()
-        self.put((state, future))
-        return future
 
     def put(self, job: _Job) -> None:
         self._jobs.put(job)
@@ -377,17 +404,23 @@ class _Worker:
         _on_lane.worker = self
         name_native_thread()
         while not self.abandoned and (job := self._jobs.get()) is not None:
-            state, future = job
-            # Set before the future reads as running: the deadline counts from here.
+            state, run = job
+            # Set before the run reads as running: the deadline counts from here.
             state.run_started = time.monotonic()
-            if not future.set_running_or_notify_cancel():
-                continue
+            run._started = True
             self.current = state
+            result: list[Metric] = []
+            error: BaseException | None = None
             try:
-                future.set_result(list(state.collector.collect()) if state.collector else [])
-            except BaseException as err:  # reported through the future, never lost
-                future.set_exception(err)
+                result = list(state.collector.collect()) if state.collector else []
+            except BaseException as err:  # reported as the run's outcome, never lost
+                error = err
             finally:
                 self.current = None
+            run._done = True
+            try:
+                self._on_done(state, run, result, error)
+            except Exception:  # the lane must keep running collectors whatever happens here
+                log.exception("recording a collector's run failed")
             if self._jobs.empty():
                 self._on_idle()

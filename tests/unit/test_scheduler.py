@@ -167,6 +167,18 @@ def test_late_result_is_discarded(hung_release: threading.Event) -> None:
     scheduler.stop()
 
 
+def test_wait_runs_waits_for_a_stuck_run_only_as_long_as_told(
+        hung_release: threading.Event) -> None:
+    # What a reload does before closing collectors: a stuck run keeps its collector.
+    scheduler = Scheduler([settings(Hung, timeout=0.05), settings(Fine)], CollectorContext())
+    scheduler.run_once()
+    assert scheduler.wait_runs(0.05) is False
+    hung_release.set()
+    assert scheduler.wait_runs(10) is True
+    assert all(s.running is None for s in scheduler.snapshot())
+    scheduler.stop()
+
+
 def test_nothing_to_watch_says_why() -> None:
     scheduler = Scheduler([settings(Absent)], CollectorContext())
     scheduler.run_once()
