@@ -199,6 +199,11 @@ class Exposition:
         # as long as scrapes keep coming (an unscraped agent renders nothing).
         self._last_scrape: tuple[str | None, str | None] | None = None
         self._scraped_since_warm = False
+        # (generation, families) of the collected part: a scraped cycle is read twice,
+        # by warm() on the lane and by the buffer's snapshot, and SelfMetrics.collect()
+        # reads /proc for process_*: once per cycle is enough (the render is cached
+        # per generation too).
+        self._collected: tuple[int, list[Metric]] | None = None
 
     def invalidate(self) -> None:
         """A collector finished: the collected part is rendered anew."""
@@ -220,10 +225,17 @@ class Exposition:
             self.render(*self._last_scrape, scrape=False)
 
     def collected_families(self) -> list[Metric]:
+        """What the last cycle collected and the agent's own families (callers do not
+        change the list: it is shared until the next invalidate())."""
+        generation = self._generation
+        cached = self._collected
+        if cached is not None and cached[0] == generation:
+            return cached[1]
         out: list[Metric] = []
         for state in self.scheduler.snapshot():
             out.extend(state.families)
         out.extend(self.self_metrics.collect())
+        self._collected = (generation, out)
         return out
 
     def families(self) -> list[Metric]:

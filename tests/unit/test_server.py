@@ -234,3 +234,29 @@ def test_connections_over_the_limit_are_closed_and_counted(server: Server) -> No
     finally:
         for sock in slow:
             sock.close()
+
+
+def test_a_cycle_collects_the_agents_own_families_once() -> None:
+    """warm() and the buffer's snapshot both read a scraped cycle: SelfMetrics.collect
+    (which reads /proc for process_*) runs once per cycle, again after the next one."""
+    calls = []
+
+    class CountingSelfMetrics(SelfMetrics):
+        def collect(self) -> list[Metric]:
+            calls.append(1)
+            return super().collect()
+
+    scheduler = Scheduler([CollectorSettings("ticks", Ticks, True, 60.0, 5.0, {})],
+                          CollectorContext(), labels={})
+    exposition = Exposition(scheduler, CountingSelfMetrics(scheduler, {}))
+    scheduler.on_change = exposition.invalidate
+    try:
+        scheduler.run_once()
+        first = exposition.families()
+        exposition.render(None, None)
+        assert exposition.families() == first and len(calls) == 1
+        scheduler.run_once()
+        assert "test_ticks" in [f.name for f in exposition.families()]
+        assert len(calls) == 2
+    finally:
+        scheduler.stop()
